@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine with Python 3.11+:  make demo  and  make test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install build demo test lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "The course needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)."; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install tinytorch, the course tool and the dev tools
+
+build: install  ## export tinytorch/ with nbdev and release/ with nbgrader from source/
+	$(BIN)/nbdev-export
+	$(BIN)/course release
+
+demo: build  ## play a small class through release, autograde, feedback and report
+	$(BIN)/course demo
+
+test: install  ## the whole test suite
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: install
+	$(BIN)/mypy
+	$(BIN)/ruff check tinytorch course tests
+
+clean:  ## remove generated grading folders (never submitted/ or the gradebook)
+	rm -rf demo-class autograded feedback reports .pytest_cache

@@ -1,0 +1,143 @@
+"""``course``: one command for learners and instructors, composed from nbgrader and nbdev."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from course import grading, learner
+from course.modules import Course, CourseError, discover, find_course, resolve
+
+
+def _start(course: Course, args: argparse.Namespace) -> int:
+    print(learner.start(course, args.module, ignore_prerequisites=args.ignore_prerequisites))
+    return 0
+
+
+def _export(course: Course, args: argparse.Namespace) -> int:
+    for written in learner.export(course, args.module):
+        print(f"exported {written} -> {course.learner_package.relative_to(course.root)}")
+    return 0
+
+
+def _check(course: Course, args: argparse.Namespace) -> int:
+    module = resolve(course, args.module)
+    if learner.exported_is_stale(course, module):
+        print(f"note: your notebook changed after the last export; run `course export {module.number:02d}` "
+              "to check the new code.")
+    results = learner.check(course, args.module)
+    for result in results:
+        mark = "PASS" if result.passed else "FAIL"
+        detail = f"  {result.reason}" if result.reason else ""
+        print(f"{mark}  {result.grade_id} ({result.points:g} pts){detail}")
+    passed = sum(result.passed for result in results)
+    print(f"{passed} of {len(results)} visible test cells passed for {module.name}.")
+    return 0 if passed == len(results) else 1
+
+
+def _list(course: Course, args: argparse.Namespace) -> int:
+    for module in discover(course):
+        started = "started" if learner.working_copy(course, module).is_file() else "-"
+        exported = "exported" if learner.is_exported(course, module) else "-"
+        print(f"{module.name:<20} {module.package_module or '':<32} {started:<8} {exported}")
+    return 0
+
+
+def _release(course: Course, args: argparse.Namespace) -> int:
+    for name in grading.release(course, args.modules):
+        print(f"released {name} -> release/{name}/")
+    return 0
+
+
+def _print_submissions(submissions: list[grading.Submission]) -> int:
+    for s in submissions:
+        score = f"{s.score:g}/{s.max_score:g}" if s.score is not None and s.max_score is not None else "-"
+        print(f"{s.student:<20} {s.assignment:<18} {s.status:<16} {score:<10} {s.reason}")
+    return 0 if all(s.status == "graded" for s in submissions) else 1
+
+
+def _autograde(course: Course, args: argparse.Namespace) -> int:
+    return _print_submissions(grading.autograde(course, args.module, args.student, force=args.force))
+
+
+def _feedback(course: Course, args: argparse.Namespace) -> int:
+    folder = grading.feedback(course, args.module, args.student, force=args.force)
+    print(f"feedback written under {folder.relative_to(course.root)}/")
+    return 0
+
+
+def _report(course: Course, args: argparse.Namespace) -> int:
+    from course.report import report
+
+    result = report(course)
+    print(result.table)
+    print(f"\ngrades CSV: {result.csv}\ngrades plot: {result.plot}")
+    return 0
+
+
+def _demo(course: Course, args: argparse.Namespace) -> int:
+    from course.demo import run_demo
+
+    run_demo(course, (course.root / args.dir).resolve())
+    return 0
+
+
+def _author(course: Course, args: argparse.Namespace) -> int:
+    from course.authoring import convert_draft
+
+    convert_draft(Path(args.draft), Path(args.notebook))
+    print(f"wrote {args.notebook}; run `nbdev-clean` and `make build` next")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="course", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[Course, argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    start = add("start", _start, "copy a module's student notebook into notebooks/ (never over your copy)")
+    start.add_argument("module", help="01, tensor or 01_tensor")
+    start.add_argument("--ignore-prerequisites", action="store_true", help="start before earlier modules are exported")
+    add("export", _export, "export your notebooks into your own package, notebooks/tinytorch").add_argument(
+        "module", nargs="?", help="one module (default: every module you started)"
+    )
+    add("check", _check, "run a module's visible tests against your exported package").add_argument("module")
+    add("list", _list, "list the modules and which ones you started and exported")
+    add("release", _release, "generate student notebooks in release/ with nbgrader").add_argument(
+        "modules", nargs="*", help="modules to release (default: all)"
+    )
+    for name, handler, text in (
+        ("autograde", _autograde, "auto-grade the submissions of one module (earlier grades are kept)"),
+        ("feedback", _feedback, "write feedback HTML for graded submissions, without hidden tests"),
+    ):
+        sub = add(name, handler, text)
+        sub.add_argument("module", help="e.g. 01_tensor")
+        sub.add_argument("--student", help="only this student")
+        sub.add_argument("--force", action="store_true", help="replace existing grades or feedback")
+    add("report", _report, "export grades to reports/grades.csv and plot them to reports/grades.png")
+    add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
+        "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
+    )
+    author = add("author", _author, "turn a percent-format draft into a source notebook")
+    author.add_argument("draft")
+    author.add_argument("notebook")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(find_course(), args))
+    except CourseError as error:
+        print(f"course: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

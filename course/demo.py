@@ -1,0 +1,133 @@
+"""``make demo``: a small class played through the whole course loop in its own folder.
+
+Three students submit every module: ada submits the solutions, bob the untouched release,
+and cy the solutions except for a softmax that skips the max subtraction, which passes the
+visible tests and fails the hidden ones on large logits. The demo releases, collects,
+auto-grades, writes feedback, exports the grades to CSV, prints a table and saves a plot.
+It works in a folder of its own (``demo-class/``), so it never touches a real gradebook.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from course import notebooks
+from course.grading import Submission, autograde, feedback, release
+from course.modules import Course, CourseError, discover
+from course.report import Report, report
+
+SENTINEL = ".tinytorch-demo"
+
+NAIVE_SOFTMAX_BODY = """\
+exps = np.exp(x.data)
+return record_op("softmax", exps / exps.sum(axis=dim, keepdims=True), (x,), output=None, dim=dim)"""
+
+
+def replace_solution(source: str, body: str) -> str:
+    """A solved cell whose (first) solution region holds ``body``, indented like the markers."""
+    out: list[str] = []
+    replaced = False
+    lines = iter(source.splitlines())
+    for line in lines:
+        if line.strip() == notebooks.BEGIN_SOLUTION and not replaced:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + body_line if body_line else "" for body_line in body.splitlines())
+            for skipped in lines:
+                if skipped.strip() == notebooks.END_SOLUTION:
+                    break
+            replaced = True
+        elif line.strip() not in (notebooks.BEGIN_SOLUTION, notebooks.END_SOLUTION):
+            out.append(line)
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class DemoStudent:
+    name: str
+    plays: str
+    answers: Callable[[str, Any], dict[str, str] | None]  # (assignment, source nb) -> answers
+
+
+def _solutions(assignment: str, source: Any) -> dict[str, str] | None:
+    return {}
+
+
+def _untouched(assignment: str, source: Any) -> dict[str, str] | None:
+    return None
+
+
+def _naive_softmax(assignment: str, source: Any) -> dict[str, str] | None:
+    for cell in source.cells:
+        if notebooks.grade_id(cell) == "softmax":
+            return {"softmax": replace_solution(cell.source, NAIVE_SOFTMAX_BODY)}
+    return {}
+
+
+STUDENTS = (
+    DemoStudent("ada", "submits the solutions", _solutions),
+    DemoStudent("bob", "submits the untouched release", _untouched),
+    DemoStudent("cy", "solutions, but a softmax that overflows on large logits", _naive_softmax),
+)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    course: Course
+    submissions: list[Submission]
+    feedback: Path
+    report: Report
+
+
+def prepare_folder(course: Course, target: Path) -> Course:
+    """A fresh demo course in ``target``; only a folder an earlier demo made is ever removed."""
+    if target.exists():
+        if not (target / SENTINEL).is_file():
+            raise CourseError(f"{target} exists and was not made by the demo: choose another folder with --dir.")
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    (target / SENTINEL).write_text("made by `course demo`; safe to delete\n", encoding="utf-8")
+    shutil.copy2(course.root / "nbgrader_config.py", target / "nbgrader_config.py")
+    shutil.copytree(course.source, target / "source")
+    return Course(target)
+
+
+def submit(demo: Course, student: DemoStudent) -> None:
+    """Write the student's notebooks into ``submitted/<student>/<assignment>/``."""
+    for module in discover(demo):
+        release_nb = notebooks.read(demo.release / module.name / f"{module.name}.ipynb")
+        source_nb = notebooks.read(module.source_notebook)
+        answers = student.answers(module.name, source_nb)
+        submission = release_nb if answers is None else notebooks.filled_in(release_nb, source_nb, answers)
+        folder = demo.submitted / student.name / module.name
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(submission, folder / f"{module.name}.ipynb")
+
+
+def run_demo(course: Course, target: Path, say: Callable[[str], None] = print) -> DemoResult:
+    demo = prepare_folder(course, target)
+    say(f"Demo class in {target}: releasing {len(discover(demo))} modules with nbgrader ...")
+    release(demo)
+    for student in STUDENTS:
+        say(f"  {student.name} {student.plays}")
+        submit(demo, student)
+    submissions: list[Submission] = []
+    for module in discover(demo):
+        say(f"Auto-grading {module.name} ...")
+        for graded in autograde(demo, module.name):
+            say(f"  {graded.student:<5} {graded.status:<16} {graded.score}/{graded.max_score} {graded.reason}")
+            submissions.append(graded)
+        feedback(demo, module.name)
+    result = DemoResult(demo, submissions, demo.feedback, report(demo))
+    say("")
+    say(result.report.table)
+    say("")
+    say(f"Grades CSV:   {result.report.csv}")
+    say(f"Grades plot:  {result.report.plot}")
+    say(f"Feedback:     {result.feedback}/<student>/<module>/<module>.html")
+    return result

@@ -1,0 +1,31 @@
+"""An nbgrader feedback preprocessor that keeps hidden tests hidden.
+
+nbgrader's feedback HTML shows each test cell as it ran when grading, hidden tests included,
+and a failing hidden assert shows its source line in the traceback. This preprocessor, listed
+in ``nbgrader_config.py`` for ``GenerateFeedback``, removes hidden-test regions from test cells
+and replaces their tracebacks with the error's one-line message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbconvert.preprocessors import Preprocessor
+
+from course.notebooks import BEGIN_HIDDEN, is_test, without_hidden_tests
+
+HIDDEN_NOTE = "# (hidden tests ran here when your work was graded)"
+
+
+class ScrubHiddenTests(Preprocessor):
+    """Remove hidden test sources and tracebacks from graded test cells."""
+
+    def preprocess_cell(self, cell: Any, resources: Any, index: int) -> tuple[Any, Any]:
+        if not is_test(cell):
+            return cell, resources
+        if BEGIN_HIDDEN in cell.source:
+            cell.source = without_hidden_tests(cell.source) + "\n" + HIDDEN_NOTE
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                output["traceback"] = [f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+        return cell, resources

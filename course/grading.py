@@ -1,0 +1,151 @@
+"""Instructor commands: release, autograde, feedback and report, composed from nbgrader.
+
+nbgrader does the work; this module runs it from the course root (where it reads
+``nbgrader_config.py``), one submission at a time so that one broken submission cannot
+hide the others, and turns its gradebook into one line of status per submission.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from course.modules import Course, CourseError, Module, discover, resolve
+
+LOG_TAIL = 5
+
+
+def nbgrader(course: Course, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``nbgrader ARGS`` from the course root, where it finds its configuration."""
+    command = [sys.executable, "-m", "nbgrader", *args]
+    return subprocess.run(command, cwd=course.root, capture_output=True, text=True, check=False)
+
+
+def _log_tail(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if "[ERROR]" in line or "Error" in line]
+    return " | ".join((errors or lines)[-LOG_TAIL:])
+
+
+def release(course: Course, keys: list[str] | None = None) -> list[str]:
+    """Generate ``release/`` (and the gradebook's record of each assignment) from ``source/``."""
+    modules = [resolve(course, key) for key in keys] if keys else discover(course)
+    for module in modules:
+        result = nbgrader(course, "generate_assignment", module.name, "--force")
+        if result.returncode != 0:
+            raise CourseError(f"nbgrader could not release {module.name}: {_log_tail(result)}")
+    return [module.name for module in modules]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How one student's submission of one assignment stands after grading."""
+
+    student: str
+    assignment: str
+    status: str  # "graded" or "needs attention"
+    score: float | None
+    max_score: float | None
+    reason: str = ""
+
+
+def submitted_students(course: Course, module: Module) -> list[str]:
+    if not course.submitted.is_dir():
+        return []
+    return sorted(p.name for p in course.submitted.iterdir() if (p / module.name).is_dir())
+
+
+def _gradebook_score(course: Course, assignment: str, student: str) -> tuple[float, float] | None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(course.gradebook_url) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return None
+        return float(submission.score), float(submission.max_score)
+
+
+def _grade_one(course: Course, module: Module, student: str, force: bool) -> Submission:
+    already = (course.autograded / student / module.name).is_dir()
+    if already and not force:
+        score = _gradebook_score(course, module.name, student)
+        reason = "already graded; kept (pass --force to grade again)"
+        if score is None:
+            return Submission(student, module.name, "needs attention", None, None, reason)
+        return Submission(student, module.name, "graded", *score, reason=reason)
+    args = ["autograde", module.name, "--student", student] + (["--force"] if force else [])
+    result = nbgrader(course, *args)
+    score = _gradebook_score(course, module.name, student)
+    if result.returncode != 0 or score is None:
+        return Submission(student, module.name, "needs attention", None, None, _log_tail(result))
+    return Submission(student, module.name, "graded", *score)
+
+
+def autograde(course: Course, key: str, student: str | None = None, *, force: bool = False) -> list[Submission]:
+    """Grade each submission of one assignment; earlier grades are kept unless ``force``."""
+    module = resolve(course, key)
+    students = [student] if student else submitted_students(course, module)
+    if student and student not in submitted_students(course, module):
+        raise CourseError(f"There is no submission of {module.name} by {student!r} in submitted/.")
+    if not students:
+        raise CourseError(f"Nobody has submitted {module.name} yet: submissions go in submitted/<student>/.")
+    return [_grade_one(course, module, name, force) for name in students]
+
+
+def feedback(course: Course, key: str, student: str | None = None, *, force: bool = False) -> Path:
+    """Write feedback HTML (hidden tests scrubbed, see ``course.feedback``) for graded submissions."""
+    module = resolve(course, key)
+    args = ["generate_feedback", module.name] + (["--student", student] if student else [])
+    result = nbgrader(course, *args, *(["--force"] if force else []))
+    if result.returncode != 0:
+        raise CourseError(f"nbgrader could not generate feedback for {module.name}: {_log_tail(result)}")
+    return course.feedback
+
+
+@dataclass(frozen=True)
+class GradeRow:
+    student: str
+    assignment: str
+    score: float
+    max_score: float
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.score / self.max_score if self.max_score else 0.0
+
+
+def grades(course: Course) -> list[GradeRow]:
+    """Every submission's score, read from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    rows: list[GradeRow] = []
+    with Gradebook(course.gradebook_url) as gradebook:
+        for assignment in gradebook.assignments:
+            for submission in assignment.submissions:
+                rows.append(
+                    GradeRow(
+                        submission.student.id,
+                        assignment.name,
+                        float(submission.score),
+                        float(submission.max_score),
+                    )
+                )
+    return sorted(rows, key=lambda row: (row.student, row.assignment))
+
+
+def export_csv(course: Course, path: Path) -> Path:
+    """nbgrader's own CSV export of the gradebook."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = nbgrader(course, "export", "--to", str(path))
+    if result.returncode != 0 or not path.is_file():
+        raise CourseError(f"nbgrader could not export grades: {_log_tail(result)}")
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

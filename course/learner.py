@@ -1,0 +1,196 @@
+"""The learner's loop: start a module, export it into your own package, check it."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+
+from course import notebooks
+from course.modules import Course, CourseError, Module, discover, prerequisites, resolve
+
+PACKAGE_DOC = '"""Your own tinytorch, exported from your notebooks by `course export`."""\n'
+CHECK_CELL_TIMEOUT = 120
+
+
+def working_copy(course: Course, module: Module) -> Path:
+    return course.workspace / f"{module.name}.ipynb"
+
+
+def release_notebook(course: Course, module: Module) -> Path:
+    path = course.release / module.name / f"{module.name}.ipynb"
+    if not path.is_file():
+        raise CourseError(
+            f"Module {module.name} has no student release yet: run `make build` (or `course release`) first."
+        )
+    return path
+
+
+def is_exported(course: Course, module: Module) -> bool:
+    exported = module.exported_file(course.learner_package)
+    return exported is not None and exported.is_file()
+
+
+def missing_prerequisites(course: Course, module: Module) -> list[Module]:
+    return [needed for needed in prerequisites(course, module) if not is_exported(course, needed)]
+
+
+def _require_prerequisites(course: Course, module: Module) -> None:
+    missing = missing_prerequisites(course, module)
+    if missing:
+        names = " and ".join(m.name for m in missing)
+        commands = "; ".join(f"course export {m.number:02d}" for m in missing)
+        raise CourseError(
+            f"Module {module.name} builds on {names}, which you have not exported yet: "
+            f"finish it and run `{commands}`."
+        )
+
+
+def _ensure_package_root(course: Course) -> None:
+    """Make ``notebooks/tinytorch`` a package, so notebooks there import the learner's code first."""
+    course.learner_package.mkdir(parents=True, exist_ok=True)
+    init = course.learner_package / "__init__.py"
+    if not init.exists():
+        init.write_text(PACKAGE_DOC, encoding="utf-8")
+
+
+def start(course: Course, key: str, *, ignore_prerequisites: bool = False) -> str:
+    """Copy a module's release notebook into the workspace; an existing copy is never replaced."""
+    module = resolve(course, key)
+    release = release_notebook(course, module)
+    if not ignore_prerequisites:
+        _require_prerequisites(course, module)
+    _ensure_package_root(course)
+    target = working_copy(course, module)
+    relative = target.relative_to(course.root)
+    if target.exists():
+        return f"You already started {module.name}: your copy {relative} is kept as it is. " + _next_steps(
+            module, relative
+        )
+    shutil.copyfile(release, target)
+    return f"Started {module.name}: your copy is {relative}. " + _next_steps(module, relative)
+
+
+def _next_steps(module: Module, relative: Path) -> str:
+    return (
+        f"Open it with `jupyter lab {relative}`, fill in the cells marked YOUR CODE HERE, then run "
+        f"`course check {module.number:02d}` and `course export {module.number:02d}`."
+    )
+
+
+def _started_modules(course: Course) -> list[Module]:
+    return [m for m in discover(course) if working_copy(course, m).is_file()]
+
+
+def export(course: Course, key: str | None = None) -> list[str]:
+    """Export working copies into ``notebooks/tinytorch``; returns the package modules written."""
+    from nbdev.export import nb_export
+
+    modules = [resolve(course, key)] if key else _started_modules(course)
+    if key and not working_copy(course, modules[0]).is_file():
+        raise CourseError(f"You have not started {modules[0].name} yet: run `course start {key}` first.")
+    if not modules:
+        raise CourseError("There is nothing to export yet: start a module with `course start 01`.")
+    _ensure_package_root(course)
+    written: list[str] = []
+    for module in modules:
+        nb_export(str(working_copy(course, module)), lib_path=str(course.learner_package))
+        exported = module.exported_file(course.learner_package)
+        if exported is not None and exported.is_file():
+            _add_init_files(course.learner_package, exported.parent)
+            written.append(str(module.package_module))
+    return written
+
+
+def _add_init_files(package_root: Path, folder: Path) -> None:
+    while folder != package_root and package_root in folder.parents:
+        init = folder / "__init__.py"
+        if not init.exists():
+            init.write_text("", encoding="utf-8")
+        folder = folder.parent
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One visible test cell run against the learner's package."""
+
+    grade_id: str
+    points: float
+    passed: bool
+    reason: str
+
+
+def _setup_sources(release: Any) -> list[str]:
+    """The locked code cells before the first solution cell: the imports the tests rely on."""
+    setup: list[str] = []
+    for cell in release.cells:
+        if notebooks.is_solution(cell):
+            break
+        if cell.cell_type == "code":
+            setup.append(cell.source)
+    return setup
+
+
+def _check_notebook(course: Course, module: Module) -> tuple[Any, list[tuple[str, float]]]:
+    """A notebook: setup, ``from <learner's module> import *``, then each visible test cell."""
+    release = notebooks.read(release_notebook(course, module))
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = release.metadata
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in _setup_sources(release)]
+    nb.cells.append(nbformat.v4.new_code_cell(f"from {module.package_module} import *"))
+    tests: list[tuple[str, float]] = []
+    for cell in release.cells:
+        if notebooks.is_test(cell):
+            nb.cells.append(nbformat.v4.new_code_cell(notebooks.without_hidden_tests(cell.source)))
+            tests.append((notebooks.grade_id(cell), float(notebooks.grader_meta(cell).get("points", 0))))
+    return nb, tests
+
+
+def _failure(cell: Any) -> str | None:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            message = str(output.get("evalue", "")).strip().splitlines()
+            return f"{output.get('ename')}: {message[0] if message else ''}".rstrip(": ")
+    return None
+
+
+def check(course: Course, key: str) -> list[TestResult]:
+    """Run a module's visible tests against the learner's exported package."""
+    module = resolve(course, key)
+    if module.package_module is None:
+        raise CourseError(f"Module {module.name} exports nothing, so there is no package to check.")
+    _require_prerequisites(course, module)
+    if not is_exported(course, module):
+        raise CourseError(
+            f"You have not exported {module.name} yet: run `course export {module.number:02d}` first."
+        )
+    nb, tests = _check_notebook(course, module)
+    client = NotebookClient(
+        nb, timeout=CHECK_CELL_TIMEOUT, allow_errors=True, resources={"metadata": {"path": str(course.workspace)}}
+    )
+    client.execute()
+    cells = nb.cells[-len(tests) :] if tests else []
+    setup_error = next(
+        (_failure(c) for c in nb.cells[: len(nb.cells) - len(tests)] if _failure(c)),
+        None,
+    )
+    results = []
+    for (test_id, points), cell in zip(tests, cells, strict=True):
+        reason = _failure(cell) or ""
+        if setup_error:
+            reason = f"setup failed: {setup_error}"
+        results.append(TestResult(test_id, points, passed=not reason, reason=reason))
+    return results
+
+
+def exported_is_stale(course: Course, module: Module) -> bool:
+    """True when the working copy changed after the last export (the check would test old code)."""
+    exported = module.exported_file(course.learner_package)
+    notebook = working_copy(course, module)
+    return bool(exported and exported.is_file() and notebook.is_file()) and (
+        notebook.stat().st_mtime > exported.stat().st_mtime  # type: ignore[union-attr]
+    )

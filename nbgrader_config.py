@@ -1,0 +1,23 @@
+"""nbgrader configuration for the tinytorch course (nbgrader reads it from the current directory)."""
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821
+
+c.CourseDirectory.course_id = "tinytorch"
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+
+# Student releases carry a placeholder the student replaces, never a solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# Per-cell time limit while grading.
+c.ExecutePreprocessor.timeout = 120
+c.Execute.timeout = 120
+# Feedback goes back without hidden test sources or the tracebacks that would show them.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "course.feedback.ScrubHiddenTests",
+]

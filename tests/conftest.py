@@ -1,0 +1,43 @@
+"""Shared fixtures: the repository, scratch copies of the course, and one graded demo class."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from course.demo import DemoResult, run_demo
+from course.modules import Course
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO = Course(ROOT)
+
+
+def copy_course(target: Path) -> Course:
+    """A scratch course with the repository's config, sources and releases (no grades, no learner files)."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / "nbgrader_config.py", target / "nbgrader_config.py")
+    shutil.copytree(ROOT / "source", target / "source")
+    shutil.copytree(ROOT / "release", target / "release")
+    return Course(target)
+
+
+def run_course(course: Course, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``course`` command as a user runs it, from the course root."""
+    return subprocess.run(
+        [sys.executable, "-m", "course.cli", *args], cwd=course.root, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture
+def scratch_course(tmp_path: Path) -> Course:
+    return copy_course(tmp_path / "course")
+
+
+@pytest.fixture(scope="session")
+def demo_class(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    """The demo class, graded once per test session (it takes a minute or two)."""
+    return run_demo(REPO, tmp_path_factory.mktemp("demo") / "demo-class", say=lambda _: None)

@@ -1,0 +1,38 @@
+"""Bad input gets one clear sentence, not a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import REPO, run_course
+
+from course.modules import Course, discover, prerequisites, resolve
+
+
+def test_unknown_module_names_the_modules_that_exist(scratch_course: Course) -> None:
+    result = run_course(scratch_course, "start", "99")
+    assert result.returncode == 2
+    assert "no module '99'" in result.stderr and "01_tensor, 02_activations" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_outside_a_course_says_where_to_run(tmp_path: Path) -> None:
+    result = run_course(Course(tmp_path), "list")
+    assert result.returncode == 2 and "nbgrader_config.py" in result.stderr
+
+
+def test_modules_resolve_by_number_title_or_name() -> None:
+    for key in ("1", "01", "tensor", "01_tensor", " Tensor "):
+        assert resolve(REPO, key).name == "01_tensor"
+
+
+def test_prerequisites_come_from_the_notebook_imports() -> None:
+    tensor, activations = discover(REPO)[:2]
+    assert tensor.exports == "core.tensor" and activations.exports == "core.activations"
+    assert prerequisites(REPO, tensor) == []
+    assert prerequisites(REPO, activations) == [tensor]
+
+
+def test_autograde_without_submissions_explains(scratch_course: Course) -> None:
+    result = run_course(scratch_course, "autograde", "01_tensor")
+    assert result.returncode == 2 and "submitted/" in result.stderr

@@ -1,0 +1,96 @@
+"""The demo class through nbgrader: full, zero and partial grades; feedback; reports; nothing overwritten."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from conftest import REPO
+
+from course import notebooks
+from course.demo import DemoResult
+from course.grading import autograde, grades
+from course.modules import discover
+
+pytestmark = pytest.mark.xdist_group("demo-class")
+MODULE_NAMES = [m.name for m in discover(REPO)]
+
+
+def totals(demo: DemoResult) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for row in grades(demo.course):
+        got, of = out.get(row.student, (0.0, 0.0))
+        out[row.student] = (got + row.score, of + row.max_score)
+    return out
+
+
+def test_every_submission_is_graded(demo_class: DemoResult) -> None:
+    assert {(s.student, s.assignment) for s in demo_class.submissions} == {
+        (student, name) for student in ("ada", "bob", "cy") for name in MODULE_NAMES
+    }
+    assert all(s.status == "graded" for s in demo_class.submissions), demo_class.submissions
+
+
+def test_solution_full_release_zero_naive_softmax_partial(demo_class: DemoResult) -> None:
+    scores = totals(demo_class)
+    ada, bob, cy = scores["ada"], scores["bob"], scores["cy"]
+    assert ada[0] == ada[1] > 0, f"the solutions should get full marks, got {ada}"
+    assert bob[0] == 0, f"the untouched release should get 0, got {bob}"
+    assert 0 < cy[0] < cy[1], f"the naive softmax should lose some points, got {cy}"
+
+
+def test_naive_softmax_loses_only_the_softmax_cell(demo_class: DemoResult) -> None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(demo_class.course.gradebook_url) as gradebook:
+        lost = [
+            grade.cell.name
+            for grade in gradebook.find_submission_notebook("02_activations", "02_activations", "cy").grades
+            if grade.score < grade.max_score
+        ]
+    assert lost == ["softmax-tests"]
+
+
+@pytest.mark.parametrize("name", MODULE_NAMES)
+def test_every_test_cell_fails_on_the_stub(demo_class: DemoResult, name: str) -> None:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(demo_class.course.gradebook_url) as gradebook:
+        stub = gradebook.find_submission_notebook(name, name, "bob")
+        passing = [grade.cell.name for grade in stub.grades if grade.score > 0]
+    assert passing == [], f"these test cells pass on the untouched stub: {passing}"
+
+
+def test_feedback_hides_hidden_tests(demo_class: DemoResult) -> None:
+    for name in MODULE_NAMES:
+        source = notebooks.read(REPO.source / name / f"{name}.ipynb")
+        hidden = [
+            line.strip()
+            for cell in source.cells
+            for region in notebooks.regions(cell.source, notebooks.BEGIN_HIDDEN, notebooks.END_HIDDEN)
+            for line in region
+            if len(line.strip()) > 12 and not line.strip().startswith("#")
+        ]
+        for student in ("ada", "bob", "cy"):
+            page = (demo_class.feedback / student / name / f"{name}.html").read_text(encoding="utf-8")
+            assert "HIDDEN TESTS" not in page
+            text = html.unescape(page)
+            leaked = [line for line in hidden if line in text]
+            assert not leaked, f"feedback for {student}/{name} shows hidden test lines: {leaked[:3]}"
+
+
+def test_report_has_csv_table_and_plot(demo_class: DemoResult) -> None:
+    report = demo_class.report
+    from course.grading import read_csv
+
+    rows = read_csv(report.csv)
+    assert {row["student_id"] for row in rows} == {"ada", "bob", "cy"}
+    assert report.plot.read_bytes().startswith(b"\x89PNG")
+    assert "ada" in report.table and "total" in report.table
+
+
+def test_grading_again_keeps_existing_grades(demo_class: DemoResult) -> None:
+    before = grades(demo_class.course)
+    again = autograde(demo_class.course, MODULE_NAMES[0])
+    assert all("kept" in s.reason for s in again)
+    assert grades(demo_class.course) == before

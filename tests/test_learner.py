@@ -1,0 +1,76 @@
+"""A learner's loop through the real `course` command: start, fill in, export, check, next module."""
+
+from __future__ import annotations
+
+import nbformat
+from conftest import REPO, run_course
+from nbclient import NotebookClient
+
+from course import notebooks
+from course.modules import Course
+
+
+def fill_in(course: Course, name: str) -> None:
+    """Play a learner who answers every cell of their working copy with the solutions."""
+    copy = course.workspace / f"{name}.ipynb"
+    solved = notebooks.filled_in(notebooks.read(copy), notebooks.read(REPO.source / name / f"{name}.ipynb"))
+    nbformat.write(solved, copy)
+
+
+def imported_file(course: Course, module: str) -> str:
+    """Where a notebook opened in the workspace finds ``module``."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"import {module}\nprint({module}.__file__)")]
+    NotebookClient(nb, timeout=60, resources={"metadata": {"path": str(course.workspace)}}).execute()
+    return str(nb.cells[0].outputs[0]["text"]).strip()
+
+
+def test_learner_flow(scratch_course: Course) -> None:
+    course = scratch_course
+    early = run_course(course, "start", "02")
+    assert early.returncode == 2
+    assert "01_tensor" in early.stderr and "course export 01" in early.stderr and "Traceback" not in early.stderr
+
+    started = run_course(course, "start", "01")
+    assert started.returncode == 0 and "notebooks/01_tensor.ipynb" in started.stdout
+    copy = course.workspace / "01_tensor.ipynb"
+    assert copy.read_bytes() == (course.release / "01_tensor" / "01_tensor.ipynb").read_bytes()
+
+    not_exported = run_course(course, "check", "01")
+    assert not_exported.returncode == 2 and "course export 01" in not_exported.stderr
+
+    fill_in(course, "01_tensor")
+    work = copy.read_bytes()
+    again = run_course(course, "start", "tensor")
+    assert again.returncode == 0 and "kept" in again.stdout
+    assert copy.read_bytes() == work, "starting a module again must never overwrite the learner's copy"
+
+    exported = run_course(course, "export", "01")
+    assert exported.returncode == 0, exported.stderr
+    assert (course.learner_package / "core" / "tensor.py").is_file()
+    checked = run_course(course, "check", "01")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "FAIL" not in checked.stdout and "PASS" in checked.stdout
+
+    assert run_course(course, "start", "02").returncode == 0
+    assert imported_file(course, "tinytorch.core.tensor").startswith(str(course.learner_package))
+
+    assert run_course(course, "export", "02").returncode == 0
+    stub = run_course(course, "check", "02")
+    assert stub.returncode == 1 and "NotImplementedError" in stub.stdout
+
+    fill_in(course, "02_activations")
+    assert run_course(course, "export").returncode == 0
+    solved = run_course(course, "check", "activations")
+    assert solved.returncode == 0, solved.stdout + solved.stderr
+
+
+def test_check_reports_why_a_test_failed(scratch_course: Course) -> None:
+    course = scratch_course
+    assert run_course(course, "start", "01").returncode == 0
+    assert run_course(course, "export", "01").returncode == 0
+    result = run_course(course, "check", "01")
+    assert result.returncode == 1
+    failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert failures and all("NotImplementedError" in line for line in failures)
+    assert "0 of" in result.stdout

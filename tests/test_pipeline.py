@@ -1,0 +1,103 @@
+"""The generated folders match source/: tinytorch/ (nbdev) and release/ (nbgrader); releases leak nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, ROOT
+
+from course import notebooks
+from course.grading import nbgrader
+from course.modules import Course, Module, discover
+
+MODULES = discover(REPO)
+NAMES = [m.name for m in MODULES]
+
+
+def test_course_has_the_first_modules() -> None:
+    assert NAMES[:2] == ["01_tensor", "02_activations"]
+
+
+def test_source_holds_only_notebooks_and_data() -> None:
+    allowed = {".ipynb", ".npz", ".npy", ".csv", ".txt", ".json", ".gz"}
+    strays = [p for p in (ROOT / "source").rglob("*") if p.is_file() and p.suffix not in allowed]
+    assert not strays, f"nbgrader would copy these into the student release unstripped: {strays}"
+
+
+def test_source_notebooks_are_stored_clean() -> None:
+    for module in MODULES:
+        nb = notebooks.read(module.source_notebook)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, (
+                    f"{module.name}: cell {notebooks.grade_id(cell)} has outputs; run nbdev-clean"
+                )
+
+
+def test_reference_package_is_in_sync_with_source(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "source"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, tmp_path / name)
+    (tmp_path / "tinytorch").mkdir()
+    shutil.copy2(ROOT / "tinytorch" / "__init__.py", tmp_path / "tinytorch" / "__init__.py")
+    exporter = Path(sys.executable).with_name("nbdev-export")
+    subprocess.run([str(exporter)], cwd=tmp_path, check=True, capture_output=True)
+    fresh = {p.relative_to(tmp_path): p.read_text() for p in (tmp_path / "tinytorch").rglob("*.py")}
+    committed = {p.relative_to(ROOT): p.read_text() for p in (ROOT / "tinytorch").rglob("*.py")}
+    assert fresh.keys() == committed.keys(), "tinytorch/ files differ from an nbdev-export of source/"
+    stale = [str(path) for path in fresh if fresh[path] != committed[path]]
+    assert not stale, f"out of sync with source/ (run `make build` and commit): {stale}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_release_is_in_sync_with_source(name: str, tmp_path: Path) -> None:
+    scratch = tmp_path / "course"
+    scratch.mkdir()
+    shutil.copy2(ROOT / "nbgrader_config.py", scratch)
+    shutil.copytree(ROOT / "source", scratch / "source")
+    result = nbgrader(Course(scratch), "generate_assignment", name, "--force")
+    assert result.returncode == 0, result.stderr
+    fresh = json.loads((scratch / "release" / name / f"{name}.ipynb").read_text())
+    committed = json.loads((ROOT / "release" / name / f"{name}.ipynb").read_text())
+    assert fresh == committed, f"release/{name} is out of sync with source/ (run `make build` and commit)"
+
+
+@pytest.mark.parametrize("module", MODULES, ids=NAMES)
+def test_release_has_no_solution_and_no_hidden_test(module: Module) -> None:
+    source = notebooks.read(module.source_notebook)
+    name = module.name
+    release_text = "\n".join(c.source for c in notebooks.read(ROOT / "release" / name / f"{name}.ipynb").cells)
+    for marker in (notebooks.BEGIN_SOLUTION, notebooks.END_SOLUTION, notebooks.BEGIN_HIDDEN, notebooks.END_HIDDEN):
+        assert marker not in release_text
+    release_lines = {line.strip() for line in release_text.splitlines()}
+    for cell in source.cells:
+        secret_regions = [
+            *notebooks.regions(cell.source, notebooks.BEGIN_SOLUTION, notebooks.END_SOLUTION),
+            *notebooks.regions(cell.source, notebooks.BEGIN_HIDDEN, notebooks.END_HIDDEN),
+        ]
+        for region in secret_regions:
+            for line in region:
+                text = line.strip()
+                if text and not text.startswith("#") and text not in SHARED_LINES:
+                    assert text not in release_lines, f"{name}: {notebooks.grade_id(cell)} leaks {text!r}"
+
+
+# Lines so generic that they may appear both in a solution and in given code.
+SHARED_LINES = {"else:", "try:", "pass", "return", "break", "continue", ")", "]", "}", "return out", "return result"}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=NAMES)
+def test_every_graded_cell_has_points_and_a_unique_id(module: Module) -> None:
+    nb = notebooks.read(module.source_notebook)
+    ids = [notebooks.grade_id(c) for c in nb.cells]
+    assert len(ids) == len(set(ids)), "grade_ids must be unique"
+    points = [float(notebooks.grader_meta(c)["points"]) for c in nb.cells if notebooks.is_test(c)]
+    assert points and all(p > 0 for p in points)
+    assert 80 <= sum(points) <= 120, f"a module is worth about 100 points, this one {sum(points)}"
+    for cell in nb.cells:
+        if notebooks.is_test(cell):
+            assert notebooks.BEGIN_HIDDEN in cell.source, f"{notebooks.grade_id(cell)} has no hidden tests"
