@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 from course.notebooks import BEGIN_HIDDEN, is_test, without_hidden_tests
 
@@ -19,6 +20,10 @@ HIDDEN_NOTE = "# (hidden tests ran here when your work was graded)"
 
 class ScrubHiddenTests(Preprocessor):
     """Remove hidden test sources and tracebacks from graded test cells."""
+
+    enabled = Bool(True, help="nbconvert preprocessors are off by default; this one must always run").tag(
+        config=True
+    )
 
     def preprocess_cell(self, cell: Any, resources: Any, index: int) -> tuple[Any, Any]:
         if not is_test(cell):

@@ -8,6 +8,7 @@ hide the others, and turns its gradebook into one line of status per submission.
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,13 @@ LOG_TAIL = 5
 def nbgrader(course: Course, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``nbgrader ARGS`` from the course root, where it finds its configuration."""
     command = [sys.executable, "-m", "nbgrader", *args]
-    return subprocess.run(command, cwd=course.root, capture_output=True, text=True, check=False)
+    return subprocess.run(command, cwd=course.root, env=tool_env(), capture_output=True, text=True, check=False)
+
+
+def tool_env() -> dict[str, str]:
+    """The environment with this Python's scripts first on PATH: nbgrader runs ``alembic`` by name."""
+    scripts = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
 
 def _log_tail(result: subprocess.CompletedProcess[str]) -> str:

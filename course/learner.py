@@ -78,7 +78,7 @@ def start(course: Course, key: str, *, ignore_prerequisites: bool = False) -> st
 def _next_steps(module: Module, relative: Path) -> str:
     return (
         f"Open it with `jupyter lab {relative}`, fill in the cells marked YOUR CODE HERE, then run "
-        f"`course check {module.number:02d}` and `course export {module.number:02d}`."
+        f"`course export {module.number:02d}` and `course check {module.number:02d}`."
     )
 
 
