@@ -21,3 +21,15 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "course.feedback.ScrubHiddenTests",
 ]
+
+# Every grading kernel runs in a bubblewrap sandbox (course/sandbox.py): nbgrader's Execute
+# preprocessor is swapped for one that starts sandboxed kernels. COURSE_NO_SANDBOX=1 turns it off.
+c.Autograde.autograde_preprocessors = [
+    "course.sandbox.SandboxedExecute",  # nbgrader.preprocessors.Execute, with sandboxed kernels
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
