@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from course import grading, learner
+from course import autograde, grading, learner
 from course.modules import Course, CourseError, discover, find_course, resolve
 
 
@@ -51,15 +51,16 @@ def _release(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_submissions(submissions: list[grading.Submission]) -> int:
+def _print_submissions(submissions: list[autograde.Submission]) -> int:
     for s in submissions:
         score = f"{s.score:g}/{s.max_score:g}" if s.score is not None and s.max_score is not None else "-"
         print(f"{s.student:<20} {s.assignment:<18} {s.status:<16} {score:<10} {s.reason}")
-    return 0 if all(s.status == "graded" for s in submissions) else 1
+    return 0 if all(s.status == autograde.GRADED for s in submissions) else 1
 
 
 def _autograde(course: Course, args: argparse.Namespace) -> int:
-    return _print_submissions(grading.autograde(course, args.module, args.student, force=args.force))
+    options = autograde.Options(force=args.force, sandbox=not args.no_sandbox, workers=args.workers)
+    return _print_submissions(autograde.autograde(course, args.module, args.student, options, progress=True))
 
 
 def _feedback(course: Course, args: argparse.Namespace) -> int:
@@ -113,13 +114,16 @@ def _parser() -> argparse.ArgumentParser:
         "modules", nargs="*", help="modules to release (default: all)"
     )
     for name, handler, text in (
-        ("autograde", _autograde, "auto-grade the submissions of one module (earlier grades are kept)"),
+        ("autograde", _autograde, "auto-grade the submissions of one module, sandboxed and in parallel"),
         ("feedback", _feedback, "write feedback HTML for graded submissions, without hidden tests"),
     ):
         sub = add(name, handler, text)
         sub.add_argument("module", help="e.g. 01_tensor")
         sub.add_argument("--student", help="only this student")
         sub.add_argument("--force", action="store_true", help="replace existing grades or feedback")
+        if name == "autograde":
+            sub.add_argument("--no-sandbox", action="store_true", help="run kernels unsandboxed (trusted code only)")
+            sub.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
     add("report", _report, "export grades to reports/grades.csv and plot them to reports/grades.png")
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"

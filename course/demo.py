@@ -18,7 +18,8 @@ from typing import Any
 import nbformat
 
 from course import notebooks
-from course.grading import Submission, autograde, feedback, release
+from course.autograde import Submission, autograde
+from course.grading import feedback, release
 from course.modules import Course, CourseError, discover
 from course.report import Report, report
 

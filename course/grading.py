@@ -14,15 +14,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from course.modules import Course, CourseError, Module, discover, resolve
+from course.modules import Course, CourseError, discover, resolve
 
 LOG_TAIL = 5
 
 
-def nbgrader(course: Course, *args: str) -> subprocess.CompletedProcess[str]:
+def nbgrader(course: Course, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``nbgrader ARGS`` from the course root, where it finds its configuration."""
     command = [sys.executable, "-m", "nbgrader", *args]
-    return subprocess.run(command, cwd=course.root, env=tool_env(), capture_output=True, text=True, check=False)
+    return subprocess.run(
+        command, cwd=course.root, env={**tool_env(), **(env or {})}, capture_output=True, text=True, check=False
+    )
 
 
 def tool_env() -> dict[str, str]:
@@ -31,7 +33,7 @@ def tool_env() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
 
 
-def _log_tail(result: subprocess.CompletedProcess[str]) -> str:
+def log_tail(result: subprocess.CompletedProcess[str]) -> str:
     lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
     errors = [line for line in lines if "[ERROR]" in line or "Error" in line]
     return " | ".join((errors or lines)[-LOG_TAIL:])
@@ -43,64 +45,8 @@ def release(course: Course, keys: list[str] | None = None) -> list[str]:
     for module in modules:
         result = nbgrader(course, "generate_assignment", module.name, "--force")
         if result.returncode != 0:
-            raise CourseError(f"nbgrader could not release {module.name}: {_log_tail(result)}")
+            raise CourseError(f"nbgrader could not release {module.name}: {log_tail(result)}")
     return [module.name for module in modules]
-
-
-@dataclass(frozen=True)
-class Submission:
-    """How one student's submission of one assignment stands after grading."""
-
-    student: str
-    assignment: str
-    status: str  # "graded" or "needs attention"
-    score: float | None
-    max_score: float | None
-    reason: str = ""
-
-
-def submitted_students(course: Course, module: Module) -> list[str]:
-    if not course.submitted.is_dir():
-        return []
-    return sorted(p.name for p in course.submitted.iterdir() if (p / module.name).is_dir())
-
-
-def _gradebook_score(course: Course, assignment: str, student: str) -> tuple[float, float] | None:
-    from nbgrader.api import Gradebook, MissingEntry
-
-    with Gradebook(course.gradebook_url) as gradebook:
-        try:
-            submission = gradebook.find_submission(assignment, student)
-        except MissingEntry:
-            return None
-        return float(submission.score), float(submission.max_score)
-
-
-def _grade_one(course: Course, module: Module, student: str, force: bool) -> Submission:
-    already = (course.autograded / student / module.name).is_dir()
-    if already and not force:
-        score = _gradebook_score(course, module.name, student)
-        reason = "already graded; kept (pass --force to grade again)"
-        if score is None:
-            return Submission(student, module.name, "needs attention", None, None, reason)
-        return Submission(student, module.name, "graded", *score, reason=reason)
-    args = ["autograde", module.name, "--student", student] + (["--force"] if force else [])
-    result = nbgrader(course, *args)
-    score = _gradebook_score(course, module.name, student)
-    if result.returncode != 0 or score is None:
-        return Submission(student, module.name, "needs attention", None, None, _log_tail(result))
-    return Submission(student, module.name, "graded", *score)
-
-
-def autograde(course: Course, key: str, student: str | None = None, *, force: bool = False) -> list[Submission]:
-    """Grade each submission of one assignment; earlier grades are kept unless ``force``."""
-    module = resolve(course, key)
-    students = [student] if student else submitted_students(course, module)
-    if student and student not in submitted_students(course, module):
-        raise CourseError(f"There is no submission of {module.name} by {student!r} in submitted/.")
-    if not students:
-        raise CourseError(f"Nobody has submitted {module.name} yet: submissions go in submitted/<student>/.")
-    return [_grade_one(course, module, name, force) for name in students]
 
 
 def feedback(course: Course, key: str, student: str | None = None, *, force: bool = False) -> Path:
@@ -109,7 +55,7 @@ def feedback(course: Course, key: str, student: str | None = None, *, force: boo
     args = ["generate_feedback", module.name] + (["--student", student] if student else [])
     result = nbgrader(course, *args, *(["--force"] if force else []))
     if result.returncode != 0:
-        raise CourseError(f"nbgrader could not generate feedback for {module.name}: {_log_tail(result)}")
+        raise CourseError(f"nbgrader could not generate feedback for {module.name}: {log_tail(result)}")
     return course.feedback
 
 
@@ -149,7 +95,7 @@ def export_csv(course: Course, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     result = nbgrader(course, "export", "--to", str(path))
     if result.returncode != 0 or not path.is_file():
-        raise CourseError(f"nbgrader could not export grades: {_log_tail(result)}")
+        raise CourseError(f"nbgrader could not export grades: {log_tail(result)}")
     return path
 
 

@@ -8,8 +8,9 @@ import pytest
 from conftest import REPO
 
 from course import notebooks
+from course.autograde import autograde
 from course.demo import DemoResult
-from course.grading import autograde, grades
+from course.grading import grades
 from course.modules import discover
 
 pytestmark = pytest.mark.xdist_group("demo-class")

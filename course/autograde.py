@@ -1,0 +1,154 @@
+"""``course autograde``: every submission graded by nbgrader in a sandbox, in parallel, with a reason.
+
+Each submission is graded by its own ``nbgrader autograde --student S`` process, so one
+broken submission cannot stop the others, and several run at once (SQLite takes concurrent
+writers from separate processes; a "database is locked" run is retried). Afterwards every
+submission is either "graded" or "needs attention", with the reason read from nbgrader's log
+and the graded notebook: a dead kernel, a cell past its time limit, deleted test cells.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from course import notebooks
+from course.grading import log_tail, nbgrader
+from course.modules import Course, CourseError, Module, resolve
+from course.sandbox import NO_SANDBOX_ENV, sandbox_problem
+
+GRADED, ATTENTION = "graded", "needs attention"
+LOCKED_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How one student's submission of one assignment stands after grading."""
+
+    student: str
+    assignment: str
+    status: str  # GRADED or ATTENTION
+    score: float | None
+    max_score: float | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Options:
+    force: bool = False
+    sandbox: bool = True
+    workers: int = 0  # 0: one per CPU core
+
+
+def submitted_students(course: Course, module: Module) -> list[str]:
+    if not course.submitted.is_dir():
+        return []
+    return sorted(p.name for p in course.submitted.iterdir() if (p / module.name).is_dir())
+
+
+def gradebook_score(course: Course, assignment: str, student: str) -> tuple[float, float] | None:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(course.gradebook_url) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return None
+        return float(submission.score), float(submission.max_score)
+
+
+def _graded_notebooks(course: Course, module: Module, student: str) -> Iterator[Path]:
+    yield from sorted((course.autograded / student / module.name).glob("*.ipynb"))
+
+
+def _notebook_problems(course: Course, module: Module, student: str) -> list[str]:
+    """What in the graded notebook means a person should look at it."""
+    problems: list[str] = []
+    expected = {
+        notebooks.grade_id(cell)
+        for cell in notebooks.read(course.release / module.name / f"{module.name}.ipynb").cells
+        if notebooks.is_test(cell)
+    }
+    for path in _graded_notebooks(course, module, student):
+        cells = notebooks.read(path).cells
+        errors = {o.get("ename") for c in cells if c.cell_type == "code" for o in c.get("outputs", [])}
+        if "CellTimeoutError" in errors:
+            problems.append("a cell ran past the time limit")
+        if "DeadKernelError" in errors:
+            problems.append("the kernel died")
+        deleted = expected - {notebooks.grade_id(c) for c in cells if notebooks.is_test(c)}
+        if deleted:
+            problems.append(f"test cells deleted: {', '.join(sorted(deleted))}")
+    return problems
+
+
+def _log_problems(log: str) -> list[str]:
+    known = {
+        "DeadKernelError": "the kernel died (a crash, os._exit or a memory limit)",
+        "Kernel died": "the kernel died (a crash, os._exit or a memory limit)",
+        "CellTimeoutError": "a cell ran past the time limit",
+        "Timeout waiting for": "a cell ran past the time limit",
+    }
+    return sorted({reason for marker, reason in known.items() if marker in log})
+
+
+def grade_one(course: Course, module: Module, student: str, options: Options) -> Submission:
+    """Grade one submission (unless already graded and not forced) and say how it stands."""
+    if (course.autograded / student / module.name).is_dir() and not options.force:
+        score = gradebook_score(course, module.name, student)
+        reason = "already graded; kept (pass --force to grade again)"
+        if score is None:
+            return Submission(student, module.name, ATTENTION, None, None, reason)
+        return Submission(student, module.name, GRADED, *score, reason=reason)
+    args = ["autograde", module.name, "--student", student] + (["--force"] if options.force else [])
+    env = {} if options.sandbox else {NO_SANDBOX_ENV: "1"}
+    for _ in range(LOCKED_RETRIES):
+        result = nbgrader(course, *args, env=env)
+        if "database is locked" not in result.stdout + result.stderr:
+            break
+        args = [*args, "--force"] if "--force" not in args else args
+    score = gradebook_score(course, module.name, student)
+    problems = _log_problems(result.stdout + result.stderr)
+    if score is not None and (course.autograded / student / module.name).is_dir():
+        problems += [p for p in _notebook_problems(course, module, student) if p not in problems]
+    if result.returncode != 0 and not problems:
+        problems.append(f"nbgrader failed: {log_tail(result)}")
+    if score is None:
+        return Submission(student, module.name, ATTENTION, None, None, "; ".join(problems or ["no grade recorded"]))
+    return Submission(student, module.name, ATTENTION if problems else GRADED, *score, reason="; ".join(problems))
+
+
+def autograde(
+    course: Course, key: str, student: str | None = None, options: Options | None = None, *, progress: bool = False
+) -> list[Submission]:
+    """Grade the submissions of one assignment in parallel; earlier grades are kept unless forced."""
+    options = options or Options()
+    module = resolve(course, key)
+    everyone = submitted_students(course, module)
+    if student and student not in everyone:
+        raise CourseError(f"There is no submission of {module.name} by {student!r} in submitted/.")
+    students = [student] if student else everyone
+    if not students:
+        raise CourseError(f"Nobody has submitted {module.name} yet: submissions go in submitted/<student>/.")
+    if options.sandbox:
+        problem = sandbox_problem()
+        if problem:
+            raise CourseError(
+                f"Refusing to grade without a sandbox: {problem}. "
+                "Pass --no-sandbox to grade unsandboxed, only for code you trust."
+            )
+    workers = options.workers or os.cpu_count() or 1
+    results: list[Submission] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(grade_one, course, module, name, options) for name in students]
+        done = as_completed(futures)
+        if progress:
+            from tqdm import tqdm
+
+            done = tqdm(done, total=len(futures), desc=f"grading {module.name}", unit="submission")
+        for future in done:
+            results.append(future.result())
+    return sorted(results, key=lambda s: s.student)
