@@ -17,6 +17,7 @@ from pathlib import Path
 
 from course import notebooks
 from course.grading import log_tail, nbgrader
+from course.guard import suspicious_lines
 from course.modules import Course, CourseError, Module, resolve
 from course.sandbox import NO_SANDBOX_ENV, sandbox_problem
 
@@ -67,13 +68,14 @@ def _graded_notebooks(course: Course, module: Module, student: str) -> Iterator[
 def _notebook_problems(course: Course, module: Module, student: str) -> list[str]:
     """What in the graded notebook means a person should look at it."""
     problems: list[str] = []
-    expected = {
-        notebooks.grade_id(cell)
-        for cell in notebooks.read(course.release / module.name / f"{module.name}.ipynb").cells
-        if notebooks.is_test(cell)
-    }
+    release = notebooks.read(course.release / module.name / f"{module.name}.ipynb")
+    expected = {notebooks.grade_id(cell) for cell in release.cells if notebooks.is_test(cell)}
     for path in _graded_notebooks(course, module, student):
-        cells = notebooks.read(path).cells
+        graded = notebooks.read(path)
+        suspicious = suspicious_lines(graded, release)
+        if suspicious:
+            problems.append(f"review for tampering (the answers use {', '.join(suspicious)})")
+        cells = graded.cells
         errors = {o.get("ename") for c in cells if c.cell_type == "code" for o in c.get("outputs", [])}
         if "CellTimeoutError" in errors:
             problems.append("a cell ran past the time limit")

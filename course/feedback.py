@@ -3,7 +3,8 @@
 nbgrader's feedback HTML shows each test cell as it ran when grading, hidden tests included,
 and a failing hidden assert shows its source line in the traceback. This preprocessor, listed
 in ``nbgrader_config.py`` for ``GenerateFeedback``, removes hidden-test regions from test cells
-and replaces their tracebacks with the error's one-line message.
+and replaces their tracebacks with the error's one-line message; it also removes the grading
+guard that ``course.guard`` added.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from course.guard import is_guard_cell, without_guard_call
 from course.notebooks import BEGIN_HIDDEN, is_test, without_hidden_tests
 
 HIDDEN_NOTE = "# (hidden tests ran here when your work was graded)"
@@ -25,9 +27,14 @@ class ScrubHiddenTests(Preprocessor):
         config=True
     )
 
+    def preprocess(self, nb: Any, resources: Any) -> tuple[Any, Any]:
+        nb.cells = [cell for cell in nb.cells if not is_guard_cell(cell)]
+        return super().preprocess(nb, resources)  # type: ignore[no-any-return,no-untyped-call]
+
     def preprocess_cell(self, cell: Any, resources: Any, index: int) -> tuple[Any, Any]:
         if not is_test(cell):
             return cell, resources
+        cell.source = without_guard_call(cell.source)
         if BEGIN_HIDDEN in cell.source:
             cell.source = without_hidden_tests(cell.source) + "\n" + HIDDEN_NOTE
         for output in cell.get("outputs", []):
