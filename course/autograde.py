@@ -10,10 +10,8 @@ and the graded notebook: a dead kernel, a cell past its time limit, deleted test
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from pathlib import Path
 
 from course import notebooks
 from course.grading import log_tail, nbgrader
@@ -61,29 +59,39 @@ def gradebook_score(course: Course, assignment: str, student: str) -> tuple[floa
         return float(submission.score), float(submission.max_score)
 
 
-def _graded_notebooks(course: Course, module: Module, student: str) -> Iterator[Path]:
-    yield from sorted((course.autograded / student / module.name).glob("*.ipynb"))
+def _notebook_name(module: Module) -> str:
+    return f"{module.name}.ipynb"
 
 
-def _notebook_problems(course: Course, module: Module, student: str) -> list[str]:
-    """What in the graded notebook means a person should look at it."""
+def _submission_problems(course: Course, module: Module, student: str) -> list[str]:
+    """What in the submitted notebook means a person should look at it, whatever its score."""
+    release = notebooks.read(course.release / module.name / _notebook_name(module))
+    submitted_path = course.submitted / student / module.name / _notebook_name(module)
+    if not submitted_path.is_file():
+        return [f"no {_notebook_name(module)} in the submission"]
+    submitted = notebooks.read(submitted_path)
     problems: list[str] = []
-    release = notebooks.read(course.release / module.name / f"{module.name}.ipynb")
+    suspicious = suspicious_lines(submitted, release)
+    if suspicious:
+        problems.append(f"review for tampering (the answers use {', '.join(suspicious)})")
     expected = {notebooks.grade_id(cell) for cell in release.cells if notebooks.is_test(cell)}
-    for path in _graded_notebooks(course, module, student):
-        graded = notebooks.read(path)
-        suspicious = suspicious_lines(graded, release)
-        if suspicious:
-            problems.append(f"review for tampering (the answers use {', '.join(suspicious)})")
-        cells = graded.cells
-        errors = {o.get("ename") for c in cells if c.cell_type == "code" for o in c.get("outputs", [])}
-        if "CellTimeoutError" in errors:
-            problems.append("a cell ran past the time limit")
-        if "DeadKernelError" in errors:
-            problems.append("the kernel died")
-        deleted = expected - {notebooks.grade_id(c) for c in cells if notebooks.is_test(c)}
-        if deleted:
-            problems.append(f"test cells deleted: {', '.join(sorted(deleted))}")
+    deleted = expected - {notebooks.grade_id(c) for c in submitted.cells if notebooks.is_test(c)}
+    if deleted:
+        problems.append(f"test cells deleted: {', '.join(sorted(deleted))}")
+    return problems
+
+
+def _run_problems(course: Course, module: Module, student: str, log: str) -> list[str]:
+    """What went wrong while the notebook ran, from nbgrader's log and the graded notebook."""
+    problems = _log_problems(log)
+    graded = course.autograded / student / module.name / _notebook_name(module)
+    if not graded.is_file():
+        return [*problems, "nbgrader wrote no graded notebook"]
+    errors = {o.get("ename") for c in notebooks.read(graded).cells for o in c.get("outputs", [])}
+    if "CellTimeoutError" in errors:
+        problems.append("a cell ran past the time limit")
+    if "DeadKernelError" in errors:
+        problems.append("the kernel died (a crash, os._exit or a memory limit)")
     return problems
 
 
@@ -113,9 +121,9 @@ def grade_one(course: Course, module: Module, student: str, options: Options) ->
             break
         args = [*args, "--force"] if "--force" not in args else args
     score = gradebook_score(course, module.name, student)
-    problems = _log_problems(result.stdout + result.stderr)
-    if score is not None and (course.autograded / student / module.name).is_dir():
-        problems += [p for p in _notebook_problems(course, module, student) if p not in problems]
+    problems = _run_problems(course, module, student, result.stdout + result.stderr)
+    problems += _submission_problems(course, module, student)
+    problems = list(dict.fromkeys(problems))  # each reason once, in order
     if result.returncode != 0 and not problems:
         problems.append(f"nbgrader failed: {log_tail(result)}")
     if score is None:
