@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "The course needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)."; exit 1; }
+	@command -v bwrap >/dev/null && command -v prlimit >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap util-linux >/dev/null; \
+	  else echo "note: grading runs in a sandbox and needs bubblewrap: sudo apt-get install bubblewrap"; fi; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -10,8 +10,10 @@ and the graded notebook: a dead kernel, a cell past its time limit, deleted test
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from course import notebooks
 from course.grading import log_tail, nbgrader
@@ -40,6 +42,7 @@ class Options:
     force: bool = False
     sandbox: bool = True
     workers: int = 0  # 0: one per CPU core
+    scheduler: str | None = None  # a Dask scheduler address: grade on its workers instead
 
 
 def submitted_students(course: Course, module: Module) -> list[str]:
@@ -150,15 +153,36 @@ def autograde(
                 f"Refusing to grade without a sandbox: {problem}. "
                 "Pass --no-sandbox to grade unsandboxed, only for code you trust."
             )
-    workers = options.workers or os.cpu_count() or 1
-    results: list[Submission] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(grade_one, course, module, name, options) for name in students]
-        done = as_completed(futures)
-        if progress:
-            from tqdm import tqdm
+    grade = _on_dask if options.scheduler else _on_threads
+    return sorted(grade(course, module, students, options, progress), key=lambda s: s.student)
 
-            done = tqdm(done, total=len(futures), desc=f"grading {module.name}", unit="submission")
-        for future in done:
-            results.append(future.result())
-    return sorted(results, key=lambda s: s.student)
+
+def _progress(done: Iterable[Any], total: int, module: Module, show: bool) -> Iterable[Any]:
+    if not show:
+        return done
+    from tqdm import tqdm
+
+    bar: Iterable[Any] = tqdm(done, total=total, desc=f"grading {module.name}", unit="submission")
+    return bar
+
+
+def _on_threads(
+    course: Course, module: Module, students: list[str], options: Options, progress: bool
+) -> list[Submission]:
+    """Local worker threads, each driving one nbgrader process at a time."""
+    with ThreadPoolExecutor(max_workers=options.workers or os.cpu_count() or 1) as pool:
+        futures = [pool.submit(grade_one, course, module, name, options) for name in students]
+        return [f.result() for f in _progress(as_completed(futures), len(futures), module, progress)]
+
+
+def _on_dask(
+    course: Course, module: Module, students: list[str], options: Options, progress: bool
+) -> list[Submission]:
+    """Dask workers (on other machines, with Slurm or Kubernetes): they need the course folder at the
+    same path (a shared file system) and a gradebook they can all reach, such as PostgreSQL."""
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    with Client(options.scheduler) as client:
+        futures = [client.submit(grade_one, course, module, name, options, pure=False) for name in students]
+        return [f.result() for f in _progress(dask_completed(futures), len(futures), module, progress)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,7 +60,9 @@ def _print_submissions(submissions: list[autograde.Submission]) -> int:
 
 
 def _autograde(course: Course, args: argparse.Namespace) -> int:
-    options = autograde.Options(force=args.force, sandbox=not args.no_sandbox, workers=args.workers)
+    options = autograde.Options(
+        force=args.force, sandbox=not args.no_sandbox, workers=args.workers, scheduler=args.scheduler
+    )
     return _print_submissions(autograde.autograde(course, args.module, args.student, options, progress=True))
 
 
@@ -95,6 +98,11 @@ def _author(course: Course, args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("COURSE_DB_URL"),
+        help="gradebook URL, e.g. postgresql://user:password@host/db (default: $COURSE_DB_URL, else gradebook.db)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable[[Course, argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
@@ -124,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "autograde":
             sub.add_argument("--no-sandbox", action="store_true", help="run kernels unsandboxed (trusted code only)")
             sub.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
+            sub.add_argument("--scheduler", help="grade on a Dask cluster: its scheduler address (tcp://host:8786)")
     add("report", _report, "export grades to reports/grades.csv and plot them to reports/grades.png")
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
@@ -137,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return int(args.handler(find_course(), args))
+        return int(args.handler(find_course(db_url=args.db), args))
     except CourseError as error:
         print(f"course: {error}", file=sys.stderr)
         return 2

@@ -22,6 +22,8 @@ LOG_TAIL = 5
 def nbgrader(course: Course, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``nbgrader ARGS`` from the course root, where it finds its configuration."""
     command = [sys.executable, "-m", "nbgrader", *args]
+    if course.db_url:
+        command.append(f"--CourseDirectory.db_url={course.db_url}")
     return subprocess.run(
         command, cwd=course.root, env={**tool_env(), **(env or {})}, capture_output=True, text=True, check=False
     )

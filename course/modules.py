@@ -24,9 +24,14 @@ class CourseError(Exception):
 
 @dataclass(frozen=True)
 class Course:
-    """The folders of one course checkout (the folder that holds ``nbgrader_config.py``)."""
+    """The folders of one course checkout (the folder that holds ``nbgrader_config.py``).
+
+    ``db_url`` names another gradebook than ``gradebook.db`` in the root, such as a PostgreSQL
+    URL shared by graders on several machines.
+    """
 
     root: Path
+    db_url: str | None = None
 
     @property
     def source(self) -> Path:
@@ -63,15 +68,15 @@ class Course:
 
     @property
     def gradebook_url(self) -> str:
-        return f"sqlite:///{self.root / 'gradebook.db'}"
+        return self.db_url or f"sqlite:///{self.root / 'gradebook.db'}"
 
 
-def find_course(start: Path | None = None) -> Course:
+def find_course(start: Path | None = None, db_url: str | None = None) -> Course:
     """The course whose root holds ``start`` (default: the current directory)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
-            return Course(folder)
+            return Course(folder, db_url)
     raise CourseError(
         f"{here} is not inside a tinytorch course: run the command from the folder that holds "
         "nbgrader_config.py and source/."

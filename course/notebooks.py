@@ -54,18 +54,26 @@ def without_markers(source: str, begin: str = BEGIN_SOLUTION, end: str = END_SOL
     return "\n".join(line for line in source.splitlines() if line.strip() not in (begin, end))
 
 
-def without_hidden_tests(source: str) -> str:
-    """A test cell's source with every hidden-test region removed (what the student sees)."""
+def without_regions(source: str, begin: str, end: str) -> str:
+    """A cell's source with every region between ``begin`` and ``end`` removed, markers included."""
     kept: list[str] = []
-    hiding = False
+    inside = False
     for line in source.splitlines():
-        if line.strip() == BEGIN_HIDDEN:
-            hiding = True
-        elif line.strip() == END_HIDDEN:
-            hiding = False
-        elif not hiding:
+        if line.strip() == begin:
+            inside = True
+        elif line.strip() == end:
+            inside = False
+        elif not inside:
             kept.append(line)
     return "\n".join(kept)
+
+
+def without_hidden_tests(source: str) -> str:
+    """A test cell's source with every hidden-test region removed (what the student sees)."""
+    return without_regions(source, BEGIN_HIDDEN, END_HIDDEN)
+
+
+SECRET_REGIONS = ((BEGIN_SOLUTION, END_SOLUTION), (BEGIN_HIDDEN, END_HIDDEN))
 
 
 def filled_in(release: Any, source: Any, answers: Mapping[str, str] | None = None) -> Any:

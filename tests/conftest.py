@@ -6,14 +6,28 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from course import notebooks
 from course.demo import DemoResult, run_demo
 from course.modules import Course
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = Course(ROOT)
+
+
+def region_lines(source: Any) -> dict[str, set[str]]:
+    """Stripped lines of a source notebook: in solution regions, in hidden tests, and shown elsewhere."""
+    lines: dict[str, set[str]] = {"solution": set(), "hidden": set(), "public": set()}
+    for cell in source.cells:
+        shown = cell.source
+        for kind, (begin, end) in zip(("solution", "hidden"), notebooks.SECRET_REGIONS, strict=True):
+            lines[kind] |= {line.strip() for region in notebooks.regions(cell.source, begin, end) for line in region}
+            shown = notebooks.without_regions(shown, begin, end)
+        lines["public"] |= {line.strip() for line in shown.splitlines()}
+    return {kind: found - {""} for kind, found in lines.items()}
 
 
 def copy_course(target: Path) -> Course:
