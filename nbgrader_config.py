@@ -31,6 +31,7 @@ c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.OverwriteCells",
     "nbgrader.preprocessors.CheckCellMetadata",
     "course.guard.GuardCells",  # fails a test cell whose helpers the notebook replaced (course/guard.py)
+    "course.speed.SkipUngradedTail",  # the systems view after the last test cell is not run (course/speed.py)
 ]
 c.Autograde.autograde_preprocessors = [
     "course.sandbox.SandboxedExecute",  # nbgrader.preprocessors.Execute, with sandboxed kernels

@@ -10,16 +10,20 @@ and the graded notebook: a dead kernel, a cell past its time limit, deleted test
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from course import notebooks
 from course.grading import log_tail, nbgrader
 from course.guard import suspicious_lines
-from course.modules import Course, CourseError, Module, resolve
-from course.sandbox import NO_SANDBOX_ENV, sandbox_problem
+from course.learner import export_notebook
+from course.modules import Course, CourseError, Module, discover, resolve
+from course.sandbox import CUMULATIVE_ENV, NO_SANDBOX_ENV, sandbox_problem
 
 GRADED, ATTENTION = "graded", "needs attention"
 LOCKED_RETRIES = 3
@@ -43,6 +47,7 @@ class Options:
     sandbox: bool = True
     workers: int = 0  # 0: one per CPU core
     scheduler: str | None = None  # a Dask scheduler address: grade on its workers instead
+    cumulative: bool = False  # grade against the student's own earlier submissions, not the reference
 
 
 def submitted_students(course: Course, module: Module) -> list[str]:
@@ -108,6 +113,38 @@ def _log_problems(log: str) -> list[str]:
     return sorted({reason for marker, reason in known.items() if marker in log})
 
 
+def _run_nbgrader(
+    course: Course, module: Module, student: str, force: bool, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    args = ["autograde", module.name, "--student", student] + (["--force"] if force else [])
+    for _ in range(LOCKED_RETRIES):
+        result = nbgrader(course, *args, env=env)
+        if "database is locked" not in result.stdout + result.stderr:
+            break
+        args = [*args, "--force"] if "--force" not in args else args  # the locked run recorded nothing
+    return result
+
+
+def build_own_package(course: Course, module: Module, student: str, target: Path) -> list[str]:
+    """Export the student's submissions of the modules before ``module`` into ``target/tinytorch``.
+
+    This is what cumulative grading imports instead of the reference package; returns the
+    problems that mean a person should look (a missing or unexportable earlier submission).
+    """
+    problems: list[str] = []
+    package = target / "tinytorch"
+    package.mkdir(parents=True)
+    for earlier in discover(course):
+        if earlier.number >= module.number or not earlier.exports:
+            continue
+        notebook = course.submitted / student / earlier.name / f"{earlier.name}.ipynb"
+        if not notebook.is_file():
+            problems.append(f"cumulative grading: no submission of {earlier.name} to build on")
+        elif not export_notebook(notebook, earlier, package):
+            problems.append(f"cumulative grading: {earlier.name} could not be exported")
+    return problems
+
+
 def grade_one(course: Course, module: Module, student: str, options: Options) -> Submission:
     """Grade one submission (unless already graded and not forced) and say how it stands."""
     if (course.autograded / student / module.name).is_dir() and not options.force:
@@ -116,16 +153,18 @@ def grade_one(course: Course, module: Module, student: str, options: Options) ->
         if score is None:
             return Submission(student, module.name, ATTENTION, None, None, reason)
         return Submission(student, module.name, GRADED, *score, reason=reason)
-    args = ["autograde", module.name, "--student", student] + (["--force"] if options.force else [])
-    env = {} if options.sandbox else {NO_SANDBOX_ENV: "1"}
-    for _ in range(LOCKED_RETRIES):
-        result = nbgrader(course, *args, env=env)
-        if "database is locked" not in result.stdout + result.stderr:
-            break
-        args = [*args, "--force"] if "--force" not in args else args
+    with tempfile.TemporaryDirectory(prefix="tt-own-") as own:
+        env = {} if options.sandbox else {NO_SANDBOX_ENV: "1"}
+        missing = []
+        if options.cumulative:
+            missing = build_own_package(course, module, student, Path(own))
+            env[CUMULATIVE_ENV] = own  # the sandbox puts it first on the kernel's path
+            if not options.sandbox:
+                env["PYTHONPATH"] = own
+        result = _run_nbgrader(course, module, student, options.force, env)
     score = gradebook_score(course, module.name, student)
     problems = _run_problems(course, module, student, result.stdout + result.stderr)
-    problems += _submission_problems(course, module, student)
+    problems += missing + _submission_problems(course, module, student)
     problems = list(dict.fromkeys(problems))  # each reason once, in order
     if result.returncode != 0 and not problems:
         problems.append(f"nbgrader failed: {log_tail(result)}")

@@ -61,7 +61,11 @@ def _print_submissions(submissions: list[autograde.Submission]) -> int:
 
 def _autograde(course: Course, args: argparse.Namespace) -> int:
     options = autograde.Options(
-        force=args.force, sandbox=not args.no_sandbox, workers=args.workers, scheduler=args.scheduler
+        force=args.force,
+        sandbox=not args.no_sandbox,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        cumulative=args.cumulative,
     )
     return _print_submissions(autograde.autograde(course, args.module, args.student, options, progress=True))
 
@@ -77,7 +81,7 @@ def _report(course: Course, args: argparse.Namespace) -> int:
 
     result = report(course)
     print(result.table)
-    print(f"\ngrades CSV: {result.csv}\ngrades plot: {result.plot}")
+    print(f"\ngrades CSV: {result.csv}\ngrades plot: {result.plot}\nreport page: {result.page}")
     return 0
 
 
@@ -85,6 +89,13 @@ def _demo(course: Course, args: argparse.Namespace) -> int:
     from course.demo import run_demo
 
     run_demo(course, (course.root / args.dir).resolve())
+    return 0
+
+
+def _bench(course: Course, args: argparse.Namespace) -> int:
+    from course.bench import bench_grading
+
+    print(bench_grading(course, args.module, args.submissions, args.workers).table())
     return 0
 
 
@@ -132,11 +143,19 @@ def _parser() -> argparse.ArgumentParser:
         if name == "autograde":
             sub.add_argument("--no-sandbox", action="store_true", help="run kernels unsandboxed (trusted code only)")
             sub.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
+            sub.add_argument(
+                "--cumulative", action="store_true", help="import the student's own earlier modules, not the reference"
+            )
             sub.add_argument("--scheduler", help="grade on a Dask cluster: its scheduler address (tcp://host:8786)")
-    add("report", _report, "export grades to reports/grades.csv and plot them to reports/grades.png")
+    add("report", _report, "export grades to reports/grades.csv, plot them and write reports/index.html")
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
     )
+    bench = add("bench", _bench, "measure grading: sandboxed parallel course autograde vs plain nbgrader")
+    bench.add_argument("what", choices=["grading"])
+    bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
+    bench.add_argument("--submissions", type=int, default=100)
+    bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")

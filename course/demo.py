@@ -130,5 +130,6 @@ def run_demo(course: Course, target: Path, say: Callable[[str], None] = print) -
     say("")
     say(f"Grades CSV:   {result.report.csv}")
     say(f"Grades plot:  {result.report.plot}")
+    say(f"Report page:  {result.report.page} (score distributions, which tests fail most)")
     say(f"Feedback:     {result.feedback}/<student>/<module>/<module>.html")
     return result

@@ -92,6 +92,39 @@ def grades(course: Course) -> list[GradeRow]:
     return sorted(rows, key=lambda row: (row.student, row.assignment))
 
 
+@dataclass(frozen=True)
+class CellResult:
+    """One auto-graded test cell of one submission."""
+
+    student: str
+    assignment: str
+    cell: str
+    score: float
+    max_score: float
+
+
+def cell_results(course: Course) -> list[CellResult]:
+    """Every test cell's score in every submission, read from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    rows: list[CellResult] = []
+    with Gradebook(course.gradebook_url) as gradebook:
+        for assignment in gradebook.assignments:
+            for submission in assignment.submissions:
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        rows.append(
+                            CellResult(
+                                submission.student.id,
+                                assignment.name,
+                                grade.cell.name,
+                                float(grade.score),
+                                float(grade.max_score),
+                            )
+                        )
+    return rows
+
+
 def export_csv(course: Course, path: Path) -> Path:
     """nbgrader's own CSV export of the gradebook."""
     path.parent.mkdir(parents=True, exist_ok=True)

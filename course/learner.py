@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,10 +87,30 @@ def _started_modules(course: Course) -> list[Module]:
     return [m for m in discover(course) if working_copy(course, m).is_file()]
 
 
-def export(course: Course, key: str | None = None) -> list[str]:
-    """Export working copies into ``notebooks/tinytorch``; returns the package modules written."""
+EXPORT_TARGET = re.compile(r"^#\|\s*(?:default_exp|export|exporti|exports)\s+(?P<target>\S+)", re.MULTILINE)
+
+
+def export_notebook(notebook: Path, module: Module, package_root: Path) -> bool:
+    """nbdev-export one module's notebook into the ``tinytorch`` folder ``package_root``.
+
+    Refuses (returns False) a notebook whose nbdev directives name another module than
+    ``module`` exports, so an edited notebook cannot write files elsewhere.
+    """
     from nbdev.export import nb_export
 
+    code = "\n".join(cell.source for cell in notebooks.read(notebook).cells if cell.cell_type == "code")
+    if any(match["target"] != module.exports for match in EXPORT_TARGET.finditer(code)):
+        return False
+    nb_export(str(notebook), lib_path=str(package_root))
+    exported = module.exported_file(package_root)
+    if exported is None or not exported.is_file():
+        return False
+    _add_init_files(package_root, exported.parent)
+    return True
+
+
+def export(course: Course, key: str | None = None) -> list[str]:
+    """Export working copies into ``notebooks/tinytorch``; returns the package modules written."""
     modules = [resolve(course, key)] if key else _started_modules(course)
     if key and not working_copy(course, modules[0]).is_file():
         raise CourseError(f"You have not started {modules[0].name} yet: run `course start {key}` first.")
@@ -98,15 +119,18 @@ def export(course: Course, key: str | None = None) -> list[str]:
     _ensure_package_root(course)
     written: list[str] = []
     for module in modules:
-        nb_export(str(working_copy(course, module)), lib_path=str(course.learner_package))
-        exported = module.exported_file(course.learner_package)
-        if exported is not None and exported.is_file():
-            _add_init_files(course.learner_package, exported.parent)
-            written.append(str(module.package_module))
+        if not export_notebook(working_copy(course, module), module, course.learner_package):
+            raise CourseError(
+                f"{module.name} could not be exported: keep its `#| default_exp {module.exports}` setup cell as it is."
+            )
+        written.append(str(module.package_module))
     return written
 
 
 def _add_init_files(package_root: Path, folder: Path) -> None:
+    init = package_root / "__init__.py"
+    if not init.exists():
+        init.write_text(PACKAGE_DOC, encoding="utf-8")
     while folder != package_root and package_root in folder.parents:
         init = folder / "__init__.py"
         if not init.exists():

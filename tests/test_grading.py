@@ -82,8 +82,20 @@ def test_report_has_csv_table_and_plot(demo_class: DemoResult) -> None:
 
     rows = read_csv(report.csv)
     assert {row["student_id"] for row in rows} == {"ada", "bob", "cy"}
-    assert report.plot.read_bytes().startswith(b"\x89PNG")
+    for plot in (report.plot, report.distributions, report.pass_rates):
+        assert plot.read_bytes().startswith(b"\x89PNG")
+    page = report.page.read_text()
+    assert "softmax-tests" in page and "grades.csv" in page and "pass_rates.png" in page
     assert "ada" in report.table and "total" in report.table
+
+
+def test_pass_rates_put_the_failed_softmax_first(demo_class: DemoResult) -> None:
+    from course.grading import cell_results
+    from course.report import pass_rates
+
+    rates = pass_rates(cell_results(demo_class.course))
+    assert rates[0][:3] == ("02_activations", "softmax-tests", 1 / 3)
+    assert all(rate == 2 / 3 for _, _, rate, _ in rates[1:])
 
 
 def test_grading_again_keeps_existing_grades(demo_class: DemoResult) -> None:

@@ -1,0 +1,41 @@
+"""Prerequisites when grading module 02: the reference 01 by default, the student's own 01 when cumulative."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from conftest import REPO
+
+from course import notebooks
+from course.autograde import Options, autograde
+from course.grading import release
+from course.modules import Course, discover
+
+pytestmark = pytest.mark.xdist_group("grading-modes")
+
+
+def submit(course: Course, student: str, name: str, solved: bool) -> None:
+    release_nb = notebooks.read(course.release / name / f"{name}.ipynb")
+    source_nb = notebooks.read(REPO.source / name / f"{name}.ipynb")
+    folder = course.submitted / student / name
+    folder.mkdir(parents=True)
+    nbformat.write(notebooks.filled_in(release_nb, source_nb) if solved else release_nb, folder / f"{name}.ipynb")
+
+
+def test_cumulative_mode_grades_against_the_students_own_earlier_modules(scratch_course: Course) -> None:
+    course = scratch_course
+    release(course)
+    tensor, activations = (m.name for m in discover(course)[:2])
+    submit(course, "whole", tensor, solved=True)
+    submit(course, "whole", activations, solved=True)
+    submit(course, "no-tensor", tensor, solved=False)
+    submit(course, "no-tensor", activations, solved=True)
+    submit(course, "only-02", activations, solved=True)
+
+    reference = {s.student: s for s in autograde(course, activations, options=Options(workers=2))}
+    assert {name: s.score for name, s in reference.items()} == {"whole": 100.0, "no-tensor": 100.0, "only-02": 100.0}
+
+    own = {s.student: s for s in autograde(course, activations, options=Options(force=True, cumulative=True))}
+    assert own["whole"].score == 100.0 and own["whole"].status == "graded"
+    assert own["no-tensor"].score == 0.0, "their own 01 is the untouched stub, so 02 cannot work"
+    assert own["only-02"].status == "needs attention" and "no submission of 01_tensor" in own["only-02"].reason
