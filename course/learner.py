@@ -87,7 +87,7 @@ def _started_modules(course: Course) -> list[Module]:
     return [m for m in discover(course) if working_copy(course, m).is_file()]
 
 
-EXPORT_TARGET = re.compile(r"^#\|\s*(?:default_exp|export|exporti|exports)\s+(?P<target>\S+)", re.MULTILINE)
+EXPORT_TARGET = re.compile(r"^#\|[ \t]*(?:default_exp|export|exporti|exports)[ \t]+(?P<target>\S+)", re.MULTILINE)
 
 
 def export_notebook(notebook: Path, module: Module, package_root: Path) -> bool:

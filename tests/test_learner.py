@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nbformat
 from conftest import REPO, run_course
 from nbclient import NotebookClient
 
 from course import notebooks
-from course.modules import Course
+from course.learner import export_notebook
+from course.modules import Course, discover
 
 
 def fill_in(course: Course, name: str) -> None:
@@ -74,3 +77,15 @@ def test_check_reports_why_a_test_failed(scratch_course: Course) -> None:
     failures = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
     assert failures and all("NotImplementedError" in line for line in failures)
     assert "0 of" in result.stdout
+
+
+def test_export_refuses_a_notebook_that_redirects_nbdev(tmp_path: Path) -> None:
+    module = discover(REPO)[0]
+    nb = notebooks.read(module.source_notebook)
+    nb.cells[0].source = "#| default_exp ../../escaped"
+    edited = tmp_path / "edited.ipynb"
+    nbformat.write(nb, edited)
+    assert not export_notebook(edited, module, tmp_path / "tinytorch")
+    assert not list(tmp_path.rglob("escaped*"))
+    assert export_notebook(module.source_notebook, module, tmp_path / "tinytorch")
+    assert (tmp_path / "tinytorch" / "core" / "tensor.py").is_file()
