@@ -82,7 +82,8 @@ def test_check_reports_why_a_test_failed(scratch_course: Course) -> None:
 def test_export_refuses_a_notebook_that_redirects_nbdev(tmp_path: Path) -> None:
     module = discover(REPO)[0]
     nb = notebooks.read(module.source_notebook)
-    nb.cells[0].source = "#| default_exp ../../escaped"
+    setup = next(cell for cell in nb.cells if cell.source.startswith("#| default_exp"))
+    setup.source = "#| default_exp ../../escaped"
     edited = tmp_path / "edited.ipynb"
     nbformat.write(nb, edited)
     assert not export_notebook(edited, module, tmp_path / "tinytorch")
