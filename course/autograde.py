@@ -10,16 +10,16 @@ and the graded notebook: a dead kernel, a cell past its time limit, deleted test
 from __future__ import annotations
 
 import os
-import subprocess
+import re
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from course import notebooks
-from course.grading import log_tail, nbgrader
+from course.grading import nbgrader
 from course.guard import suspicious_lines
 from course.learner import export_notebook
 from course.modules import Course, CourseError, Module, discover, resolve
@@ -27,6 +27,9 @@ from course.sandbox import CUMULATIVE_ENV, NO_SANDBOX_ENV, sandbox_problem
 
 GRADED, ATTENTION = "graded", "needs attention"
 LOCKED_RETRIES = 3
+MAX_BATCH = 25
+SANITIZING = re.compile(r"Sanitizing .*/submitted/(?P<student>[^/]+)/")
+FAILED_FOR = re.compile(r"error processing assignment '[^']*' for student '(?P<student>[^']+)'")
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ def _submission_problems(course: Course, module: Module, student: str) -> list[s
 def _run_problems(course: Course, module: Module, student: str, log: str) -> list[str]:
     """What went wrong while the notebook ran, from nbgrader's log and the graded notebook."""
     problems = _log_problems(log)
+    if FAILED_FOR.search(log):
+        problems.append("nbgrader could not finish grading it")
     graded = course.autograded / student / module.name / _notebook_name(module)
     if not graded.is_file():
         return [*problems, "nbgrader wrote no graded notebook"]
@@ -111,18 +116,6 @@ def _log_problems(log: str) -> list[str]:
         "Timeout waiting for": "a cell ran past the time limit",
     }
     return sorted({reason for marker, reason in known.items() if marker in log})
-
-
-def _run_nbgrader(
-    course: Course, module: Module, student: str, force: bool, env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    args = ["autograde", module.name, "--student", student] + (["--force"] if force else [])
-    for _ in range(LOCKED_RETRIES):
-        result = nbgrader(course, *args, env=env)
-        if "database is locked" not in result.stdout + result.stderr:
-            break
-        args = [*args, "--force"] if "--force" not in args else args  # the locked run recorded nothing
-    return result
 
 
 def build_own_package(course: Course, module: Module, student: str, target: Path) -> list[str]:
@@ -145,32 +138,77 @@ def build_own_package(course: Course, module: Module, student: str, target: Path
     return problems
 
 
-def grade_one(course: Course, module: Module, student: str, options: Options) -> Submission:
-    """Grade one submission (unless already graded and not forced) and say how it stands."""
-    if (course.autograded / student / module.name).is_dir() and not options.force:
-        score = gradebook_score(course, module.name, student)
-        reason = "already graded; kept (pass --force to grade again)"
-        if score is None:
-            return Submission(student, module.name, ATTENTION, None, None, reason)
-        return Submission(student, module.name, GRADED, *score, reason=reason)
-    with tempfile.TemporaryDirectory(prefix="tt-own-") as own:
-        env = {} if options.sandbox else {NO_SANDBOX_ENV: "1"}
-        missing = []
-        if options.cumulative:
-            missing = build_own_package(course, module, student, Path(own))
-            env[CUMULATIVE_ENV] = own  # the sandbox puts it first on the kernel's path
-            if not options.sandbox:
-                env["PYTHONPATH"] = own
-        result = _run_nbgrader(course, module, student, options.force, env)
+def _kept(course: Course, module: Module, student: str) -> Submission:
     score = gradebook_score(course, module.name, student)
-    problems = _run_problems(course, module, student, result.stdout + result.stderr)
-    problems += missing + _submission_problems(course, module, student)
+    reason = "already graded; kept (pass --force to grade again)"
+    if score is None:
+        return Submission(student, module.name, ATTENTION, None, None, reason)
+    return Submission(student, module.name, GRADED, *score, reason=reason)
+
+
+def _log_by_student(log: str, students: list[str]) -> dict[str, str]:
+    """nbgrader's log of a batch, cut into each student's part (it grades them one after another)."""
+    parts: dict[str, list[str]] = {student: [] for student in students}
+    current: str | None = None
+    for line in log.splitlines():
+        starting = SANITIZING.search(line)
+        if starting and starting["student"] in parts:
+            current = starting["student"]
+        failed = FAILED_FOR.search(line)
+        if failed and failed["student"] in parts:
+            parts[failed["student"]].append(line)
+        elif current is not None:
+            parts[current].append(line)
+    return {student: "\n".join(lines) for student, lines in parts.items()}
+
+
+def _run_batch(
+    course: Course, module: Module, students: list[str], options: Options, env: dict[str, str]
+) -> dict[str, str]:
+    """One ``nbgrader autograde`` process for ``students``; returns each student's part of its log."""
+    others = sorted(set(submitted_students(course, module)) - set(students))
+    args = ["autograde", module.name, f"--CourseDirectory.student_id_exclude={','.join(others)}"]
+    result = nbgrader(course, *args, *(["--force"] if options.force else []), env=env)
+    return _log_by_student(result.stdout + result.stderr, students)
+
+
+def _status(course: Course, module: Module, student: str, log: str, extra: list[str]) -> Submission:
+    score = gradebook_score(course, module.name, student)
+    problems = _run_problems(course, module, student, log) + extra + _submission_problems(course, module, student)
     problems = list(dict.fromkeys(problems))  # each reason once, in order
-    if result.returncode != 0 and not problems:
-        problems.append(f"nbgrader failed: {log_tail(result)}")
     if score is None:
         return Submission(student, module.name, ATTENTION, None, None, "; ".join(problems or ["no grade recorded"]))
     return Submission(student, module.name, ATTENTION if problems else GRADED, *score, reason="; ".join(problems))
+
+
+def grade_batch(course: Course, module: Module, students: list[str], options: Options) -> list[Submission]:
+    """Grade ``students`` with one nbgrader process (its start-up, about 4 s, is paid once per batch).
+
+    A student whose grading hit a locked SQLite gradebook is graded again on their own.
+    """
+    with tempfile.TemporaryDirectory(prefix="tt-own-") as own:
+        env = {} if options.sandbox else {NO_SANDBOX_ENV: "1"}
+        extra: dict[str, list[str]] = {student: [] for student in students}
+        if options.cumulative:
+            for student in students:
+                extra[student] = build_own_package(course, module, student, Path(own) / student)
+            env[CUMULATIVE_ENV] = own  # the sandbox puts <own>/<student> first on the kernel's path
+            if not options.sandbox and len(students) == 1:
+                env["PYTHONPATH"] = str(Path(own) / students[0])
+        logs = _run_batch(course, module, students, options, env)
+        for _ in range(LOCKED_RETRIES):
+            locked = [student for student in students if "database is locked" in logs[student]]
+            for student in locked:
+                logs[student] = _run_batch(course, module, [student], replace(options, force=True), env)[student]
+    return [_status(course, module, student, logs[student], extra[student]) for student in students]
+
+
+def _batches(students: list[str], workers: int, options: Options) -> list[list[str]]:
+    """Round-robin batches: enough of them to keep every worker busy, none above MAX_BATCH."""
+    if options.cumulative and not options.sandbox:
+        return [[student] for student in students]  # the kernel's path is set per nbgrader process
+    count = max(workers, -(-len(students) // MAX_BATCH))
+    return [batch for batch in (students[i::count] for i in range(count)) if batch]
 
 
 def autograde(
@@ -192,30 +230,37 @@ def autograde(
                 f"Refusing to grade without a sandbox: {problem}. "
                 "Pass --no-sandbox to grade unsandboxed, only for code you trust."
             )
+    todo = students if options.force else [s for s in students if not (course.autograded / s / module.name).is_dir()]
+    kept = [_kept(course, module, s) for s in students if s not in todo]
     grade = _on_dask if options.scheduler else _on_threads
-    return sorted(grade(course, module, students, options, progress), key=lambda s: s.student)
+    graded = grade(course, module, _batches(todo, options.workers or os.cpu_count() or 1, options), options, progress)
+    return sorted(kept + graded, key=lambda s: s.student)
 
 
-def _progress(done: Iterable[Any], total: int, module: Module, show: bool) -> Iterable[Any]:
-    if not show:
-        return done
+def _collect(futures: Iterable[Any], batches: list[list[str]], module: Module, show: bool) -> list[Submission]:
+    """Each finished batch's results, with a progress bar counted in submissions."""
     from tqdm import tqdm
 
-    bar: Iterable[Any] = tqdm(done, total=total, desc=f"grading {module.name}", unit="submission")
-    return bar
+    results: list[Submission] = []
+    with tqdm(total=sum(map(len, batches)), desc=f"grading {module.name}", unit="submission", disable=not show) as bar:
+        for future in futures:
+            batch = future.result()
+            results.extend(batch)
+            bar.update(len(batch))
+    return results
 
 
 def _on_threads(
-    course: Course, module: Module, students: list[str], options: Options, progress: bool
+    course: Course, module: Module, batches: list[list[str]], options: Options, progress: bool
 ) -> list[Submission]:
-    """Local worker threads, each driving one nbgrader process at a time."""
+    """Local worker threads, each driving one nbgrader process (one batch) at a time."""
     with ThreadPoolExecutor(max_workers=options.workers or os.cpu_count() or 1) as pool:
-        futures = [pool.submit(grade_one, course, module, name, options) for name in students]
-        return [f.result() for f in _progress(as_completed(futures), len(futures), module, progress)]
+        futures = [pool.submit(grade_batch, course, module, batch, options) for batch in batches]
+        return _collect(as_completed(futures), batches, module, progress)
 
 
 def _on_dask(
-    course: Course, module: Module, students: list[str], options: Options, progress: bool
+    course: Course, module: Module, batches: list[list[str]], options: Options, progress: bool
 ) -> list[Submission]:
     """Dask workers (on other machines, with Slurm or Kubernetes): they need the course folder at the
     same path (a shared file system) and a gradebook they can all reach, such as PostgreSQL."""
@@ -223,5 +268,5 @@ def _on_dask(
     from distributed import as_completed as dask_completed
 
     with Client(options.scheduler) as client:
-        futures = [client.submit(grade_one, course, module, name, options, pure=False) for name in students]
-        return [f.result() for f in _progress(dask_completed(futures), len(futures), module, progress)]
+        futures = [client.submit(grade_batch, course, module, batch, options, pure=False) for batch in batches]
+        return _collect(dask_completed(futures), batches, module, progress)

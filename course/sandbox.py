@@ -28,7 +28,7 @@ from nbgrader.preprocessors import Execute
 from course.modules import MODULE_DIR, Course, discover
 
 NO_SANDBOX_ENV = "COURSE_NO_SANDBOX"
-CUMULATIVE_ENV = "COURSE_CUMULATIVE_PACKAGE"
+CUMULATIVE_ENV = "COURSE_CUMULATIVE_PACKAGES"
 GiB, MiB = 1024**3, 1024**2
 
 
@@ -165,8 +165,9 @@ class SandboxKernelManager(AsyncKernelManager):
         env.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"})
         kw["env"] = env
         kernel_cmd, kw = await super()._async_pre_start_kernel(**kw)
-        cumulative = os.environ.get(CUMULATIVE_ENV)
-        plan = plan_for(workdir, self._sandbox_rundir, Path(cumulative) if cumulative else None)
+        own_packages = os.environ.get(CUMULATIVE_ENV)  # <folder>/<student>/tinytorch, one per student
+        own = Path(own_packages) / workdir.resolve().parent.name if own_packages else None
+        plan = plan_for(workdir, self._sandbox_rundir, own)
         return bwrap_command(plan, kernel_cmd), kw
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
