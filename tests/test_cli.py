@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import REPO, run_course
@@ -36,3 +40,17 @@ def test_prerequisites_come_from_the_notebook_imports() -> None:
 def test_autograde_without_submissions_explains(scratch_course: Course) -> None:
     result = run_course(scratch_course, "autograde", "01_tensor")
     assert result.returncode == 2 and "submitted/" in result.stderr
+
+
+def test_autograde_refuses_without_a_sandbox(scratch_course: Course) -> None:
+    folder = scratch_course.submitted / "someone" / "01_tensor"
+    folder.mkdir(parents=True)
+    shutil.copy2(scratch_course.release / "01_tensor" / "01_tensor.ipynb", folder)
+    no_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # bubblewrap lives in /usr/bin
+    result = subprocess.run(
+        [sys.executable, "-m", "course.cli", "autograde", "01_tensor"],
+        cwd=scratch_course.root, env=no_bwrap, capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 2
+    assert "Refusing to grade without a sandbox" in result.stderr and "--no-sandbox" in result.stderr
+    assert not scratch_course.autograded.exists()
