@@ -11,8 +11,10 @@ import csv
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from course.modules import Course, CourseError, discover, resolve
 
@@ -73,22 +75,22 @@ class GradeRow:
         return 100 * self.score / self.max_score if self.max_score else 0.0
 
 
-def grades(course: Course) -> list[GradeRow]:
-    """Every submission's score, read from the gradebook."""
+def _each_submission(course: Course) -> Iterator[tuple[Any, Any]]:
+    """(assignment, submission) records of the gradebook, read in one session."""
     from nbgrader.api import Gradebook
 
-    rows: list[GradeRow] = []
     with Gradebook(course.gradebook_url) as gradebook:
         for assignment in gradebook.assignments:
             for submission in assignment.submissions:
-                rows.append(
-                    GradeRow(
-                        submission.student.id,
-                        assignment.name,
-                        float(submission.score),
-                        float(submission.max_score),
-                    )
-                )
+                yield assignment, submission
+
+
+def grades(course: Course) -> list[GradeRow]:
+    """Every submission's score, read from the gradebook."""
+    rows = [
+        GradeRow(submission.student.id, assignment.name, float(submission.score), float(submission.max_score))
+        for assignment, submission in _each_submission(course)
+    ]
     return sorted(rows, key=lambda row: (row.student, row.assignment))
 
 
@@ -105,24 +107,12 @@ class CellResult:
 
 def cell_results(course: Course) -> list[CellResult]:
     """Every test cell's score in every submission, read from the gradebook."""
-    from nbgrader.api import Gradebook
-
-    rows: list[CellResult] = []
-    with Gradebook(course.gradebook_url) as gradebook:
-        for assignment in gradebook.assignments:
-            for submission in assignment.submissions:
-                for notebook in submission.notebooks:
-                    for grade in notebook.grades:
-                        rows.append(
-                            CellResult(
-                                submission.student.id,
-                                assignment.name,
-                                grade.cell.name,
-                                float(grade.score),
-                                float(grade.max_score),
-                            )
-                        )
-    return rows
+    return [
+        CellResult(submission.student.id, assignment.name, grade.cell.name, float(grade.score), float(grade.max_score))
+        for assignment, submission in _each_submission(course)
+        for notebook in submission.notebooks
+        for grade in notebook.grades
+    ]
 
 
 def export_csv(course: Course, path: Path) -> Path:

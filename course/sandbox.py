@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from course.modules import MODULE_DIR, Course, discover
 NO_SANDBOX_ENV = "COURSE_NO_SANDBOX"
 CUMULATIVE_ENV = "COURSE_CUMULATIVE_PACKAGES"
 GiB, MiB = 1024**3, 1024**2
+# Folders where people and services keep files: empty inside the sandbox (Python itself is bound back).
+PRIVATE_FOLDERS = ("/root", "/home", "/srv", "/mnt", "/media", "/var/lib", "/var/mail", "/var/backups")
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,12 @@ def plan_for(workdir: Path, rundir: Path, cumulative_package: Path | None = None
     """The sandbox of a kernel working in ``autograded/<student>/<NN_name>``."""
     workdir, package = workdir.resolve(), _reference_package()
     course_root = workdir.parents[2] if len(workdir.parents) > 2 else workdir.parent
-    roots = sorted({course_root, package.parent}, key=lambda p: len(p.parts))
+    private = {Path(folder) for folder in PRIVATE_FOLDERS if Path(folder).is_dir()}
+    roots = sorted({course_root, package.parent} | private, key=lambda p: len(p.parts))
     exposed = [
         root / name for root in roots for name in (".venv", "tinytorch", "datasets") if (root / name).exists()
     ]
+    exposed += [Path(p).resolve() for p in {sys.prefix, sys.base_prefix} if Path(p).resolve() not in exposed]
     number = _graded_module_number(workdir)
     masked: list[Path] = []
     if cumulative_package is not None:

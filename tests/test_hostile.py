@@ -31,6 +31,7 @@ pytestmark = [
     pytest.mark.skipif(sandbox_problem() is not None, reason=f"no sandbox here: {sandbox_problem()}"),
 ]
 SLEEP_MARK = "4242.5"
+HOME_SECRET = Path.home() / ".tinytorch-hostile-test-secret"
 Graded = tuple[Course, dict[str, Submission], "Listener"]
 
 
@@ -65,6 +66,10 @@ def attacks(root: Path, port: int) -> dict[str, str]:
         "fake-output": "print('double-tests: PASSED 5/5')\nprint('All tests passed!')",
         "import-reference": (
             "from tinytorch.core.tensor import Tensor\ndef double(x):\n    return (Tensor(x) * 2).numpy()"
+        ),
+        "read-home": (
+            f"secret = open({str(HOME_SECRET)!r}).read()\nimport numpy as np\n"
+            "def double(x):\n    return np.asarray(x, dtype=np.float64) * 2"
         ),
         "write-outside": f"open({str(root / 'pwned.txt')!r}, 'w').write('x')\nopen('/tmp/../pwned', 'w')",
         "flood-output": "for _ in range(20000):\n    print('x' * 1000)",
@@ -122,6 +127,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graded]:
     release(course)
     release_nb = notebooks.read(course.release / "01_tensor" / "01_tensor.ipynb")
     source_nb = notebooks.read(course.source / "01_tensor" / "01_tensor.ipynb")
+    HOME_SECRET.write_text("the instructor's private file")
     listener = Listener()
     submissions = {"honest": notebooks.filled_in(release_nb, source_nb)}
     for student, code in attacks(root, listener.port).items():
@@ -137,6 +143,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graded]:
     results = {s.student: s for s in autograde(course, "01_tensor", options=Options(workers=2))}
     yield course, results, listener
     listener.close()
+    HOME_SECRET.unlink()
 
 
 def test_the_batch_finishes_and_the_honest_student_gets_full_marks(graded: Graded) -> None:
