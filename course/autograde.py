@@ -100,22 +100,20 @@ def _run_problems(course: Course, module: Module, student: str, log: str) -> lis
     graded = course.autograded / student / module.name / _notebook_name(module)
     if not graded.is_file():
         return [*problems, "nbgrader wrote no graded notebook"]
-    errors = {o.get("ename") for c in notebooks.read(graded).cells for o in c.get("outputs", [])}
-    if "CellTimeoutError" in errors:
-        problems.append("a cell ran past the time limit")
-    if "DeadKernelError" in errors:
-        problems.append("the kernel died (a crash, os._exit or a memory limit)")
-    return problems
+    errors = " ".join(str(o.get("ename")) for c in notebooks.read(graded).cells for o in c.get("outputs", []))
+    return problems + _log_problems(errors)
 
 
-def _log_problems(log: str) -> list[str]:
-    known = {
-        "DeadKernelError": "the kernel died (a crash, os._exit or a memory limit)",
-        "Kernel died": "the kernel died (a crash, os._exit or a memory limit)",
-        "CellTimeoutError": "a cell ran past the time limit",
-        "Timeout waiting for": "a cell ran past the time limit",
-    }
-    return sorted({reason for marker, reason in known.items() if marker in log})
+KNOWN_FAILURES = {  # text in nbgrader's log or an error name in the graded notebook -> the reason
+    "DeadKernelError": "the kernel died (a crash, os._exit or a memory limit)",
+    "Kernel died": "the kernel died (a crash, os._exit or a memory limit)",
+    "CellTimeoutError": "a cell ran past the time limit",
+    "Timeout waiting for": "a cell ran past the time limit",
+}
+
+
+def _log_problems(text: str) -> list[str]:
+    return sorted({reason for marker, reason in KNOWN_FAILURES.items() if marker in text})
 
 
 def build_own_package(course: Course, module: Module, student: str, target: Path) -> list[str]:

@@ -143,7 +143,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Graded]:
     results = {s.student: s for s in autograde(course, "01_tensor", options=Options(workers=2))}
     yield course, results, listener
     listener.close()
-    HOME_SECRET.unlink()
+    HOME_SECRET.unlink(missing_ok=True)
 
 
 def test_the_batch_finishes_and_the_honest_student_gets_full_marks(graded: Graded) -> None:
