@@ -72,7 +72,8 @@ def test_feedback_hides_hidden_tests(demo_class: DemoResult) -> None:
             page = (demo_class.feedback / student / name / f"{name}.html").read_text(encoding="utf-8")
             text = html.unescape(re.sub(r"<[^>]+>", "", page))  # highlighted code is split into spans
             assert "HIDDEN TESTS" not in text and "course_guard" not in text
-            leaked = sorted(line for line in hidden_only if line in text)
+            shown = {line.strip() for line in text.splitlines()}
+            leaked = sorted(hidden_only & shown)
             assert not leaked, f"feedback for {student}/{name} shows hidden test lines: {leaked[:3]}"
 
 

@@ -1,0 +1,326 @@
+"""tinytorch.core.layers: Module registration, Linear, Dropout, Sequential, state dicts, PyTorch when installed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinytorch.core.activations import ReLU, Tanh
+from tinytorch.core.layers import Dropout, Linear, Module, Parameter, Sequential
+from tinytorch.core.tensor import Tensor
+
+
+class Block(Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = Linear(4, 3, generator=np.random.default_rng(1))
+        self.body = Sequential(Linear(3, 3, generator=np.random.default_rng(2)), ReLU(), Dropout(0.5))
+        self.scale = Parameter([2.0])
+        self.note = "not registered"
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.body(self.fc1(x)) * self.scale
+        return out
+
+
+def make_model() -> Sequential:
+    return Sequential(Block(), Tanh(), Sequential(Linear(3, 2, bias=False, generator=np.random.default_rng(3))))
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def test_named_parameters_in_nested_sequentials() -> None:
+    names = [name for name, _ in make_model().named_parameters()]
+    # PyTorch's order: module by module (named_modules), each module's own parameters first.
+    assert names == [
+        "0.scale",
+        "0.fc1.weight",
+        "0.fc1.bias",
+        "0.body.0.weight",
+        "0.body.0.bias",
+        "2.0.weight",
+    ]
+    model = make_model()
+    assert [id(p) for p in model.parameters()] == [id(p) for _, p in model.named_parameters()]
+    assert next(n for n, _ in model.named_parameters(prefix="net")) == "net.0.scale"
+    assert [n for n, _ in model[0].named_parameters(recurse=False)] == ["scale"]  # type: ignore[attr-defined]
+    assert [n for n, _ in model.named_modules()] == ["", "0", "0.fc1", "0.body", "0.body.0", "0.body.2", "2", "2.0"]
+
+
+def test_parameters_are_registered_in_assignment_order_and_only_parameters() -> None:
+    block = Block()
+    assert list(block._parameters) == ["scale"]
+    assert list(block._modules) == ["fc1", "body"]
+    assert block.note == "not registered"
+    with pytest.raises(TypeError, match="scale"):
+        block.scale = Tensor([1.0])  # type: ignore[assignment]
+    block.scale = None  # type: ignore[assignment]
+    assert "scale" not in dict(block.named_parameters())
+    block.fc1 = Parameter([1.0])  # type: ignore[assignment]
+    assert "fc1" in block._parameters and "fc1" not in block._modules
+
+
+def test_assigning_before_init_is_an_error() -> None:
+    class Early(Module):
+        def __init__(self) -> None:
+            self.weight = Parameter([1.0])
+            super().__init__()
+
+    with pytest.raises(AttributeError, match=r"before Module\.__init__"):
+        Early()
+
+
+def test_a_shared_layer_counts_once() -> None:
+    shared = Linear(3, 3, generator=np.random.default_rng(0))
+    model = Sequential(shared, ReLU(), shared)
+    params = list(model.parameters())
+    assert len(params) == 2 and params[0] is shared.weight and params[1] is shared.bias
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
+    assert len(list(model.modules())) == 2
+    assert sum(p.numel() for p in model.parameters()) == 12
+
+
+def test_train_and_eval_recurse() -> None:
+    model = make_model()
+    assert all(m.training for m in model.modules())
+    assert model.eval() is model
+    assert not any(m.training for m in model.modules())
+    assert model.train() is model
+    assert all(m.training for m in model.modules())
+    model.train(False)
+    assert not any(m.training for m in model.modules())
+    with pytest.raises(ValueError):
+        model.train("yes")  # type: ignore[arg-type]
+
+
+def test_forward_must_be_overridden() -> None:
+    with pytest.raises(NotImplementedError, match="forward"):
+        Module()(Tensor([1.0]))
+
+
+def test_parameter() -> None:
+    p = Parameter([1.0, 2.0])
+    assert p.requires_grad and p.is_leaf and p.grad is None and p.dtype == np.float32
+    assert repr(p).startswith("Parameter containing:\n")
+    array = np.zeros(3, dtype=np.float32)
+    assert np.shares_memory(Parameter(Tensor(array)).data, array)
+    assert not Parameter([1.0], requires_grad=False).requires_grad
+
+
+# --------------------------------------------------------------------------- Linear
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_linear_init_bounds_shapes_and_dtypes(fan_in: int, fan_out: int, seed: int) -> None:
+    layer = Linear(fan_in, fan_out, generator=np.random.default_rng(seed))
+    bound = 1 / math.sqrt(fan_in)
+    assert isinstance(layer.weight, Parameter) and isinstance(layer.bias, Parameter)
+    assert layer.weight.shape == (fan_out, fan_in) and layer.bias.shape == (fan_out,)
+    assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
+    assert layer.weight.requires_grad and layer.bias.requires_grad
+    for p in (layer.weight, layer.bias):
+        assert np.all(np.abs(p.data) <= bound), f"values beyond 1/sqrt(in_features) = {bound}"
+    again = Linear(fan_in, fan_out, generator=np.random.default_rng(seed))
+    np.testing.assert_array_equal(layer.weight.data, again.weight.data)
+
+
+def test_linear_init_fills_the_whole_range_uniformly() -> None:
+    layer = Linear(400, 300, generator=np.random.default_rng(0))
+    bound = 1 / math.sqrt(400)
+    w = layer.weight.data / bound  # U(-1, 1): mean 0, variance 1/3, extremes near +-1
+    assert w.max() > 0.99 and w.min() < -0.99
+    assert abs(w.mean()) < 0.01 and abs(w.var() - 1 / 3) < 0.01
+    assert layer.bias is not None and np.all(np.abs(layer.bias.data) <= bound)
+    assert np.abs(layer.bias.data).max() > 0.8 * bound, "the bias is drawn from the same distribution"
+
+
+def test_linear_forward_shapes_and_values() -> None:
+    layer = Linear(3, 2, generator=np.random.default_rng(0))
+    assert layer.bias is not None
+    for shape in [(3,), (5, 3), (2, 4, 3)]:
+        x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+        y = layer(Tensor(x))
+        assert y.shape == (*shape[:-1], 2) and y.dtype == np.float32
+        expected = x.astype(np.float64) @ layer.weight.data.T.astype(np.float64) + layer.bias.data
+        np.testing.assert_allclose(y.data, expected, rtol=1e-5, atol=1e-6)
+    plain = Linear(3, 2, bias=False)
+    assert plain.bias is None and [n for n, _ in plain.named_parameters()] == ["weight"]
+    assert repr(plain) == "Linear(in_features=3, out_features=2, bias=False)"
+
+
+def test_linear_gradients() -> None:
+    layer = Linear(3, 2, generator=np.random.default_rng(0))
+    x = Tensor(np.arange(12, dtype=np.float32).reshape(4, 3))
+    layer(x).sum().backward()
+    assert layer.bias is not None and layer.weight.grad is not None and layer.bias.grad is not None
+    np.testing.assert_allclose(layer.weight.grad.data, np.tile(x.data.sum(axis=0), (2, 1)))
+    np.testing.assert_allclose(layer.bias.grad.data, [4.0, 4.0])
+    assert layer.weight.grad.dtype == np.float32
+
+
+def test_linear_errors_name_both_shapes() -> None:
+    layer = Linear(3, 2)
+    with pytest.raises(ValueError) as info:
+        layer(Tensor(np.ones((4, 5))))
+    assert "(4, 5)" in str(info.value) and "(2, 3)" in str(info.value)
+    with pytest.raises(ValueError):
+        layer(Tensor(1.0))
+    with pytest.raises(TypeError):
+        layer(np.ones((4, 3)))
+    for bad in [(0, 2), (3, 0), (-1, 2)]:
+        with pytest.raises(ValueError):
+            Linear(*bad)
+
+
+def test_linear_against_pytorch_when_installed() -> None:
+    torch = pytest.importorskip("torch")
+    ours = Linear(5, 3, generator=np.random.default_rng(0))
+    assert ours.bias is not None
+    theirs = torch.nn.Linear(5, 3)
+    with torch.no_grad():
+        theirs.weight.copy_(torch.from_numpy(ours.weight.data))
+        theirs.bias.copy_(torch.from_numpy(ours.bias.data))
+    x = np.random.default_rng(1).normal(size=(2, 4, 5)).astype(np.float32)
+    y = ours(Tensor(x))
+    expected = theirs(torch.from_numpy(x))
+    np.testing.assert_allclose(y.data, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+    y.sum().backward()
+    expected.sum().backward()
+    assert ours.weight.grad is not None and ours.bias.grad is not None
+    np.testing.assert_allclose(ours.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours.bias.grad.data, theirs.bias.grad.numpy(), rtol=1e-5, atol=1e-5)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert repr(ours) == repr(theirs)
+
+
+# --------------------------------------------------------------------------- Dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.8])
+def test_dropout_inverted_scaling(p: float) -> None:
+    n = 200_000
+    out = Dropout(p, generator=np.random.default_rng(0))(Tensor(np.ones(n)))
+    assert out.dtype == np.float32 and out.shape == (n,)
+    values = set(np.unique(out.data).tolist())
+    assert values <= {0.0, float(np.float32(1 / (1 - p)))}
+    dropped = float(np.mean(out.data == 0))
+    assert abs(dropped - p) < 5 * math.sqrt(p * (1 - p) / n), f"dropped {dropped}, expected {p}"
+    assert abs(float(out.data.mean()) - 1.0) < 0.02, "the expectation is kept"
+
+
+def test_dropout_eval_is_the_identity_and_extremes() -> None:
+    x = Tensor(np.arange(1.0, 7.0).reshape(2, 3))
+    dropout = Dropout(0.5)
+    assert dropout.eval()(x) is x
+    assert Dropout(0.0)(x) is x
+    assert not Dropout(1.0)(x).data.any()
+    assert repr(Dropout(0.3)) == "Dropout(p=0.3)"
+    assert Dropout(0.5)(Tensor(np.ones(4), dtype=np.float64)).dtype == np.float64
+
+
+def test_dropout_is_reproducible_from_a_seed_and_differs_between_calls() -> None:
+    x = Tensor(np.ones(1000))
+    a, b = Dropout(0.5, generator=np.random.default_rng(7)), Dropout(0.5, generator=np.random.default_rng(7))
+    first, second = a(x), a(x)
+    np.testing.assert_array_equal(first.data, b(x).data)
+    np.testing.assert_array_equal(second.data, b(x).data)
+    assert not np.array_equal(first.data, second.data), "every call draws a new mask"
+
+
+def test_dropout_gradient_uses_the_same_mask() -> None:
+    x = Tensor(np.ones(100), requires_grad=True)
+    out = Dropout(0.5, generator=np.random.default_rng(0))(x)
+    out.sum().backward()
+    assert x.grad is not None
+    np.testing.assert_array_equal(x.grad.data, out.data)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, "0.5", True, None, float("nan")])
+def test_dropout_validates_p(p: object) -> None:
+    with pytest.raises(ValueError):
+        Dropout(p)  # type: ignore[arg-type]
+
+
+def test_dropout_type_error() -> None:
+    with pytest.raises(TypeError):
+        Dropout(0.5)(np.ones(3))
+
+
+# --------------------------------------------------------------------------- Sequential
+
+
+def test_sequential() -> None:
+    l1, l2 = Linear(4, 3, generator=np.random.default_rng(0)), Linear(3, 2, generator=np.random.default_rng(1))
+    relu = ReLU()
+    model = Sequential(l1, relu, l2)
+    x = Tensor(np.random.default_rng(2).normal(size=(5, 4)))
+    np.testing.assert_array_equal(model(x).data, l2(relu(l1(x))).data)
+    assert len(model) == 3 and list(model) == [l1, relu, l2]
+    assert model[0] is l1 and model[-1] is l2
+    tail = model[1:]
+    assert isinstance(tail, Sequential) and len(tail) == 2 and tail[1] is l2
+    with pytest.raises(IndexError):
+        model[3]
+    assert Sequential()(x) is x
+    assert list(model._modules) == ["0", "2"]
+    with pytest.raises(TypeError):
+        Sequential(l1, "relu")
+    assert repr(Sequential(Linear(3, 2), ReLU())) == (
+        "Sequential(\n  (0): Linear(in_features=3, out_features=2, bias=True)\n  (1): ReLU()\n)"
+    )
+
+
+# --------------------------------------------------------------------------- state dicts
+
+
+def test_state_dict_round_trip_is_exact_and_in_place() -> None:
+    model = make_model()
+    state = model.state_dict()
+    assert list(state) == [n for n, _ in model.named_parameters()]
+    for name, param in model.named_parameters():
+        assert isinstance(state[name], np.ndarray) and not np.shares_memory(state[name], param.data)
+    arrays = {name: p.data for name, p in model.named_parameters()}
+    for p in model.parameters():
+        p.data += np.float32(1.5)  # training changes the parameters, not the snapshot
+    assert not np.array_equal(state["0.scale"], model[0].scale.data)  # type: ignore[attr-defined]
+    result = model.load_state_dict(state)
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    for name, p in model.named_parameters():
+        assert p.data is arrays[name], "loading copies into the existing arrays"
+        np.testing.assert_array_equal(p.data, state[name])
+        assert p.data.tobytes() == state[name].tobytes(), "bit-exact"
+
+    fresh = make_model()
+    fresh.load_state_dict({k: Tensor(v) for k, v in state.items()})
+    x = Tensor(np.random.default_rng(0).normal(size=(2, 4)))
+    np.testing.assert_array_equal(fresh.eval()(x).data, model.eval()(x).data)
+
+
+def test_strict_loading_errors_and_atomicity() -> None:
+    model = Linear(3, 2, generator=np.random.default_rng(0))
+    original = model.state_dict()
+    with pytest.raises(KeyError, match="bias"):
+        model.load_state_dict({"weight": original["weight"] + 1})
+    with pytest.raises(KeyError, match="extra"):
+        model.load_state_dict({**original, "extra": np.zeros(1, dtype=np.float32)})
+    np.testing.assert_array_equal(model.weight.data, original["weight"])
+
+    result = model.load_state_dict({"weight": original["weight"] + 1, "extra": np.zeros(1)}, strict=False)
+    assert result.missing_keys == ["bias"] and result.unexpected_keys == ["extra"]
+    np.testing.assert_array_equal(model.weight.data, original["weight"] + 1)
+
+    with pytest.raises(ValueError) as info:
+        model.load_state_dict({"weight": np.zeros((3, 2), dtype=np.float32), "bias": original["bias"]}, strict=False)
+    assert "weight" in str(info.value) and "(3, 2)" in str(info.value) and "(2, 3)" in str(info.value)
+    with pytest.raises(ValueError, match="float64"):
+        model.load_state_dict({"weight": np.zeros((2, 3)), "bias": np.zeros(2, dtype=np.float32)})
+    bad_last = {"weight": np.zeros((2, 3), dtype=np.float32), "bias": np.zeros(5, dtype=np.float32)}
+    with pytest.raises(ValueError):
+        model.load_state_dict(bad_last)
+    np.testing.assert_array_equal(model.weight.data, original["weight"] + 1, err_msg="a failed load changes nothing")
