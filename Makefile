@@ -32,7 +32,7 @@ test: install  ## the whole test suite
 
 lint: install
 	$(BIN)/mypy
-	$(BIN)/ruff check tinytorch course tests
+	$(BIN)/ruff check tinytorch course tests milestones
 
 clean:  ## remove generated grading folders (never submitted/ or the gradebook)
 	rm -rf demo-class autograded feedback reports .pytest_cache

@@ -93,10 +93,29 @@ def _demo(course: Course, args: argparse.Namespace) -> int:
 
 
 def _bench(course: Course, args: argparse.Namespace) -> int:
+    if args.what == "training":
+        from course.bench_training import bench_training
+
+        print(bench_training())
+        return 0
     from course.bench import bench_grading
 
     print(bench_grading(course, args.module, args.submissions, args.workers).table())
     return 0
+
+
+def _milestone(course: Course, args: argparse.Namespace) -> int:
+    from course import milestones
+
+    if args.name is None:
+        for milestone in milestones.discover_milestones(course):
+            missing = milestones.missing_modules(course, milestone)
+            modules = ", ".join(name[:2] for name in missing)
+            mine = f"export {modules} for --learner" if missing else "ready for --learner"
+            print(f"{milestone.name:<16} {mine:<36} {milestone.title}")
+        return 0
+    out = Path(args.out).resolve() if args.out else None
+    return milestones.run(course, args.name, learner=args.learner, out=out)
 
 
 def _author(course: Course, args: argparse.Namespace) -> int:
@@ -151,8 +170,12 @@ def _parser() -> argparse.ArgumentParser:
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
     )
-    bench = add("bench", _bench, "measure grading: sandboxed parallel course autograde vs plain nbgrader")
-    bench.add_argument("what", choices=["grading"])
+    milestone = add("milestone", _milestone, "re-create a historical result (1957, 1969, 1986) and save its plot")
+    milestone.add_argument("name", nargs="?", help="1957, perceptron or 1957_perceptron (default: list them)")
+    milestone.add_argument("--learner", action="store_true", help="use your own package (notebooks/tinytorch)")
+    milestone.add_argument("--out", help="folder for the plot (default: reports/milestones)")
+    bench = add("bench", _bench, "measure grading (course vs plain nbgrader) or training (tinytorch vs NumPy, PyTorch)")
+    bench.add_argument("what", choices=["grading", "training"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")

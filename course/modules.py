@@ -119,7 +119,7 @@ def _read_module(folder: Path) -> Module | None:
     code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
     default_exp = DEFAULT_EXP.search(code)
     exports = default_exp["module"] if default_exp else None
-    imports = tuple(sorted({m["module"] for m in TINYTORCH_IMPORT.finditer(code)} - {exports}))
+    imports = tuple(i for i in imports_of(code) if i != exports)
     return Module(int(match["number"]), match["title"], notebook, exports, imports)
 
 
@@ -144,9 +144,19 @@ def resolve(course: Course, key: str) -> Module:
 
 def prerequisites(course: Course, module: Module) -> list[Module]:
     """The earlier modules whose exports ``module`` imports."""
+    return providers(course, module.imports)
+
+
+def imports_of(code: str) -> tuple[str, ...]:
+    """The ``tinytorch`` submodules that ``code`` imports, e.g. ``("core.layers",)``."""
+    return tuple(sorted({m["module"] for m in TINYTORCH_IMPORT.finditer(code)}))
+
+
+def providers(course: Course, imports: tuple[str, ...]) -> list[Module]:
+    """The modules whose exports provide ``imports``, in course order."""
     by_export = {m.exports: m for m in discover(course) if m.exports}
     needed: dict[str, Module] = {}
-    for imported in module.imports:
+    for imported in imports:
         for exported, owner in by_export.items():
             if imported == exported or imported.startswith(exported + "."):
                 needed[owner.name] = owner

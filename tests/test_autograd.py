@@ -320,3 +320,13 @@ def test_doubling_thirty_times_applies_thirty_rules(rule_calls: dict[str, int]) 
     assert x.grad is not None
     assert x.grad.item() == 2.0**30
     assert rule_calls == {"add": 30}
+
+
+def test_linear_weight_gradient_keeps_the_weights_layout() -> None:
+    """Linear multiplies by the view W.T; its gradient must come back row-major like W (optimizers rely on it)."""
+    layer = Linear(5, 3, generator=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    weights = np.random.default_rng(2).standard_normal((4, 3)).astype(np.float32)
+    (layer(Tensor(x)) * Tensor(weights)).sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.data.flags.c_contiguous
+    np.testing.assert_allclose(layer.weight.grad.data, weights.T @ x, rtol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,19 @@ def test_mypy_strict() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_milestones_are_mypy_strict() -> None:
+    scripts = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "milestones").glob("*.py"))
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", *scripts],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "MYPYPATH": str(ROOT / "milestones")},  # the scripts import milestone.py beside them
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_ruff() -> None:
-    result = run("ruff", "check", "tinytorch", "course", "tests")
+    result = run("ruff", "check", "tinytorch", "course", "tests", "milestones")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,244 @@
+"""``course bench training``: what tinytorch costs next to hand-written NumPy and PyTorch CPU, in one run.
+
+Three measurements, all on this machine, one after the other, reported as times and ratios:
+
+* one training step (forward, backward, SGD update) of an MLP 784-256-10 on a batch of 64, float32:
+  tinytorch (``Sequential``/``Linear``/``ReLU``/``CrossEntropyLoss``/autograd/``SGD``), the same step
+  written by hand in NumPy (the forward and backward formulas, updates in place), and PyTorch CPU when
+  it is installed (``torch.nn`` and ``torch.optim.SGD``, its default thread count);
+* the wall time tinytorch needs to train the 1986 milestone's MLP on the digits to 97% held-out accuracy;
+* backward passes whose cost shows the graph is walked once: ``h = h + h`` thirty times (2**30 paths)
+  and a chain of 10,000 ops.
+
+Speed is measured here, never asserted in a test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from statistics import median
+
+import numpy as np
+import numpy.typing as npt
+
+from tinytorch.core.activations import ReLU
+from tinytorch.core.autograd import no_grad
+from tinytorch.core.dataloader import DataLoader, TensorDataset, load_digits
+from tinytorch.core.layers import Linear, Sequential
+from tinytorch.core.losses import CrossEntropyLoss
+from tinytorch.core.optimizers import SGD
+from tinytorch.core.tensor import Tensor
+
+BATCH, INPUTS, HIDDEN, CLASSES = 64, 784, 256, 10
+LEARNING_RATE = 0.01
+Array = npt.NDArray[np.float32]
+
+
+def per_call(step: Callable[[], object], seconds: float = 2.0, rounds: int = 7) -> float:
+    """Median seconds per call over ``rounds`` rounds, each about ``seconds / rounds`` long, after a warm-up."""
+    for _ in range(3):
+        step()
+    started, calls = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds / rounds / 2:
+        step()
+        calls += 1
+    number = max(1, calls * 2)
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(number):
+            step()
+        samples.append((time.perf_counter() - started) / number)
+    return median(samples)
+
+
+@dataclass
+class Batch:
+    """One batch of MNIST-shaped data and the initial weights every implementation starts from."""
+
+    x: Array
+    y: npt.NDArray[np.int64]
+    weights: list[Array] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, seed: int = 0) -> Batch:
+        rng = np.random.default_rng(seed)
+        model = mlp(rng)
+        return cls(
+            rng.random((BATCH, INPUTS), dtype=np.float32),
+            rng.integers(0, CLASSES, BATCH),
+            [p.data.copy() for p in model.parameters()],
+        )
+
+
+def mlp(rng: np.random.Generator) -> Sequential:
+    return Sequential(Linear(INPUTS, HIDDEN, generator=rng), ReLU(), Linear(HIDDEN, CLASSES, generator=rng))
+
+
+def tinytorch_step(batch: Batch) -> Callable[[], float]:
+    model = mlp(np.random.default_rng(0))
+    model.load_state_dict(dict(zip(model.state_dict(), batch.weights, strict=True)))
+    optimizer = SGD(model.parameters(), lr=LEARNING_RATE)
+    loss_fn = CrossEntropyLoss()
+    x, y = Tensor(batch.x), Tensor(batch.y)
+
+    def step() -> float:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return float(loss.item())
+
+    return step
+
+
+def numpy_step(batch: Batch) -> Callable[[], float]:
+    """The same step by hand: forward, the backward formulas of cross-entropy, ReLU and Linear, SGD in place."""
+    w1, b1, w2, b2 = (w.copy() for w in batch.weights)
+    x, y = batch.x, batch.y
+    rows = np.arange(BATCH)
+
+    def step() -> float:
+        z1 = x @ w1.T + b1
+        h = np.maximum(z1, 0)
+        logits = h @ w2.T + b2
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        loss = float(np.mean(np.log(total[:, 0]) - shifted[rows, y]))
+        dlogits = exp / total
+        dlogits[rows, y] -= 1
+        dlogits /= BATCH
+        dh = dlogits @ w2
+        dz1 = dh * (z1 > 0)
+        for param, grad in ((w2, dlogits.T @ h), (b2, dlogits.sum(axis=0)), (w1, dz1.T @ x), (b1, dz1.sum(axis=0))):
+            param -= LEARNING_RATE * grad
+        return loss
+
+    return step
+
+
+def torch_step(batch: Batch) -> Callable[[], float]:
+    import torch
+    model = torch.nn.Sequential(torch.nn.Linear(INPUTS, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, CLASSES))
+    with torch.no_grad():
+        for param, value in zip(model.parameters(), batch.weights, strict=True):
+            param.copy_(torch.from_numpy(value))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y = torch.from_numpy(batch.x), torch.from_numpy(batch.y)
+
+    def step() -> float:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return float(loss.item())
+
+    return step
+
+
+def digits_to_target(target: float = 0.97, max_epochs: int = 40, seed: int = 0) -> tuple[float, int, float]:
+    """Seconds (data loading included) for the 1986 milestone's MLP and schedule-free SGD to reach ``target``."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    images, labels = load_digits()
+    order = rng.permutation(len(labels.data))
+    cut = int(0.8 * len(order))
+    x, y = images.data, labels.data
+    mean, std = x[order[:cut]].mean(axis=0), x[order[:cut]].std(axis=0) + 1.0
+    train = TensorDataset(Tensor((x[order[:cut]] - mean) / std), Tensor(y[order[:cut]]))
+    x_test, y_test = Tensor((x[order[cut:]] - mean) / std), y[order[cut:]]
+    model = Sequential(Linear(64, 128, generator=rng), ReLU(), Linear(128, 10, generator=rng))
+    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = CrossEntropyLoss()
+    accuracy = 0.0
+    for epoch in range(1, max_epochs + 1):
+        for inputs, targets in DataLoader(train, batch_size=32, shuffle=True, generator=rng):
+            optimizer.zero_grad()
+            loss_fn(model(inputs), targets).backward()
+            optimizer.step()
+        with no_grad():
+            accuracy = float(np.mean(model(x_test).data.argmax(axis=1) == y_test))
+        if accuracy >= target:
+            return time.perf_counter() - started, epoch, accuracy
+    return time.perf_counter() - started, max_epochs, accuracy
+
+
+def backward_seconds(build: Callable[[Tensor], Tensor]) -> float:
+    x = Tensor(np.ones(4, dtype=np.float32), requires_grad=True)
+    out = build(x).sum()
+    started = time.perf_counter()
+    out.backward()
+    return time.perf_counter() - started
+
+
+def doubling(x: Tensor) -> Tensor:
+    h = x
+    for _ in range(30):
+        h = h + h
+    return h
+
+
+def chain(x: Tensor) -> Tensor:
+    h = x
+    for _ in range(10_000):
+        h = h * 1.0001
+    return h
+
+
+def thread_note() -> str:
+    notes = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        notes += [f"NumPy BLAS {info['internal_api']} {info['num_threads']} threads" for info in threadpool_info()]
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        notes.append(f"torch {torch.__version__} {torch.get_num_threads()} threads")
+    except ImportError:
+        notes.append("PyTorch not installed")
+    return "; ".join(notes)
+
+
+def five_losses(step: Callable[[], float]) -> list[float]:
+    return [step() for _ in range(5)]
+
+
+def implementations() -> dict[str, Callable[[Batch], Callable[[], float]]]:
+    """The step builders to compare: PyTorch's only when it is installed."""
+    found: dict[str, Callable[[Batch], Callable[[], float]]] = {
+        "tinytorch": tinytorch_step,
+        "NumPy by hand": numpy_step,
+    }
+    if importlib.util.find_spec("torch") is not None:
+        found["PyTorch CPU"] = torch_step
+    return found
+
+
+def bench_training() -> str:
+    """Run the three measurements and return the report as text."""
+    batch = Batch.make()
+    makers = implementations()
+    # The first losses must agree, or the timing would compare different work.
+    losses = {name: five_losses(make(batch)) for name, make in makers.items()}
+    times = {name: per_call(make(batch)) for name, make in makers.items()}
+    reference = "PyTorch CPU" if "PyTorch CPU" in times else "NumPy by hand"
+    lines = [f"One SGD training step, MLP {INPUTS}-{HIDDEN}-{CLASSES}, batch {BATCH}, float32 ({thread_note()})"]
+    lines += [
+        f"  {name:<14} {seconds * 1e6:9.0f} us/step   {seconds / times[reference]:5.2f}x {reference}"
+        for name, seconds in times.items()
+    ]
+    spread = max(float(np.ptp(values)) for values in zip(*losses.values(), strict=True))
+    lines.append(f"  the first five losses agree across implementations within {spread:.1e}")
+    seconds, epochs, accuracy = digits_to_target()
+    lines.append(f"Digits MLP 64-128-10 to 97% held-out accuracy: {seconds:.2f} s ({epochs} epochs, {accuracy:.1%})")
+    lines.append(f"Backward of h = h + h x30 (2**30 paths, 31 nodes): {backward_seconds(doubling) * 1e3:.2f} ms")
+    lines.append(f"Backward of a 10,000-op chain: {backward_seconds(chain) * 1e3:.1f} ms")
+    return "\n".join(lines)

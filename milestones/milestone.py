@@ -1,0 +1,60 @@
+"""What every milestone script shares: its command line, a clock, where plots go and the final verdict."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # milestones save their plots; they never need a window
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+import tinytorch
+
+__all__ = ["Run", "plt", "start"]
+
+
+@dataclass
+class Run:
+    """One milestone run: its name, the plot folder, the seed, and a stopwatch."""
+
+    name: str
+    out: Path
+    seed: int
+    started: float = field(default_factory=time.perf_counter)
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def save(self, figure: Figure) -> Path:
+        path = self.out / f"{self.name}.png"
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        return path
+
+    def finish(self, result: str, reached: bool, plot: Path) -> int:
+        """Print the verdict, the time and the plot; the exit status says whether the target was reached."""
+        verdict = "REACHED" if reached else "NOT REACHED"
+        print(f"{self.name}: {result} -> {verdict} ({self.seconds():.1f} s)")
+        print(f"plot: {plot}")
+        return 0 if reached else 1
+
+
+def start(name: str, description: str) -> Run:
+    """Parse ``--out`` and ``--seed``, say which tinytorch runs, and start the clock."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=Path("reports/milestones"), help="folder for the plot")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{name} with tinytorch from {Path(tinytorch.__file__).parent}")
+    return Run(name, args.out, args.seed)

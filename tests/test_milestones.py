@@ -1,0 +1,66 @@
+"""`course milestone`: each historical result is reached, with the reference package or the learner's own."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import REPO, ROOT, copy_course, run_course
+from test_learner import fill_in
+
+from course.milestones import discover_milestones
+from course.modules import Course
+
+MILESTONES = [m.name for m in discover_milestones(REPO)]
+
+
+def test_the_three_milestones_are_listed() -> None:
+    listed = run_course(REPO, "milestone")
+    assert listed.returncode == 0, listed.stderr
+    for name in ("1957_perceptron", "1969_xor", "1986_mlp"):
+        assert name in listed.stdout
+
+
+@pytest.mark.parametrize("name", MILESTONES)
+def test_milestone_reaches_its_result_and_saves_a_plot(name: str, tmp_path: Path) -> None:
+    ran = run_course(REPO, "milestone", name[:4], "--out", str(tmp_path))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"with tinytorch from {ROOT / 'tinytorch'}" in ran.stdout
+    assert re.search(rf"{name}: .+ -> REACHED \(\d+\.\d s\)", ran.stdout), ran.stdout
+    plot = tmp_path / f"{name}.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_1986_milestone_reports_at_least_97_percent(tmp_path: Path) -> None:
+    ran = run_course(REPO, "milestone", "mlp", "--out", str(tmp_path))
+    accuracy = re.search(r"test accuracy (\d+\.\d+)%", ran.stdout)
+    assert accuracy and float(accuracy[1]) >= 97.0, ran.stdout
+
+
+def learner_course(tmp_path: Path) -> Course:
+    course = copy_course(tmp_path / "course")
+    shutil.copytree(ROOT / "milestones", course.root / "milestones", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "datasets", course.root / "datasets")
+    return course
+
+
+def test_learner_milestone_needs_the_modules_it_uses(tmp_path: Path) -> None:
+    course = learner_course(tmp_path)
+    refused = run_course(course, "milestone", "1957", "--learner")
+    assert refused.returncode == 2
+    assert "01_tensor" in refused.stderr and "05_dataloader" in refused.stderr
+    assert "course export 01" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_learner_milestone_runs_the_learners_own_package(tmp_path: Path) -> None:
+    course = learner_course(tmp_path)
+    for name in ("01_tensor", "02_activations", "03_layers", "05_dataloader"):
+        assert run_course(course, "start", name).returncode == 0
+        fill_in(course, name)
+        assert run_course(course, "export", name).returncode == 0
+    ran = run_course(course, "milestone", "perceptron", "--learner")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"with tinytorch from {course.learner_package}" in ran.stdout
+    assert (course.reports / "milestones" / "1957_perceptron.png").is_file()
