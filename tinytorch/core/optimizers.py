@@ -21,8 +21,8 @@ def _grad_array(param: Tensor) -> npt.NDArray[Any] | None:
     """``param.grad.data``, or None when ``param`` has no gradient (a step then skips ``param``).
 
     The array is laid out in memory like the parameter: when the parameter is C-contiguous and the gradient
-    is not (module 06 leaves the gradient of a weight used as ``W.T`` transposed), it returns a C-contiguous
-    copy, so that the elementwise updates of a step read both arrays in the same order. Otherwise it returns
+    is not (a gradient assigned by hand, say; module 06 keeps gradients in their input's layout), it returns a
+    C-contiguous copy, so that the elementwise updates of a step read both arrays in the same order. Otherwise it returns
     ``param.grad.data`` itself: never write into the result.
 
     Raises:
