@@ -582,6 +582,7 @@ def plot_history(history: History, path: str | os.PathLike[str] | None = None) -
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 3.8))
     FigureCanvasAgg(fig)
@@ -596,6 +597,7 @@ def plot_history(history: History, path: str | os.PathLike[str] | None = None) -
         ax_acc.plot(range(1, len(history.val_acc) + 1), history.val_acc, "s-", label="validation")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
