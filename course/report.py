@@ -84,7 +84,7 @@ def plot_grades(rows: list[GradeRow], path: Path) -> Path:
     axes.set_ylabel("score (% of points)")
     axes.set_ylim(0, 105)
     axes.set_title("Auto-graded scores per student and module")
-    axes.legend(loc="upper right", fontsize="small")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside the bars, not on them
     axes.grid(axis="y", alpha=0.3)
     return _save(figure, path)
 
@@ -92,22 +92,32 @@ def plot_grades(rows: list[GradeRow], path: Path) -> Path:
 def plot_distributions(rows: list[GradeRow], path: Path) -> Path:
     """One histogram of scores per module: the shape of the class, whatever its size."""
     assignments = sorted({row.assignment for row in rows})
+    columns = min(4, max(len(assignments), 1))
+    lines = -(-len(assignments) // columns)
     figure, axes = _pyplot().subplots(
-        1, len(assignments), figsize=(4 * len(assignments), 3.2), squeeze=False, sharey=True
+        lines, columns, figsize=(4 * columns, 3.2 * lines), squeeze=False, sharey=True
     )
-    for axis, assignment in zip(axes[0], assignments, strict=True):
+    for axis in axes.flat[len(assignments) :]:
+        axis.set_visible(False)
+    for axis, assignment in zip(axes.flat, assignments, strict=False):
         percents = [r.percent for r in rows if r.assignment == assignment]
         axis.hist(percents, bins=[0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100.001], color="tab:blue", edgecolor="white")
         axis.set_title(f"{assignment} (n={len(percents)})")
         axis.set_xlabel("score (% of points)")
         axis.set_xlim(0, 100)
-    axes[0][0].set_ylabel("submissions")
+    for line in axes:
+        line[0].set_ylabel("submissions")
     axes[0][0].yaxis.get_major_locator().set_params(integer=True)
     return _save(figure, path)
 
 
-def plot_pass_rates(rates: list[tuple[str, str, float, int]], path: Path) -> Path:
-    """Horizontal bars: the share of submissions passing each test cell, the hardest at the top."""
+def plot_pass_rates(rates: list[tuple[str, str, float, int]], path: Path, most: int = 20) -> Path:
+    """Horizontal bars: the share of submissions passing each of the ``most`` hardest test cells, hardest on top.
+
+    A course has dozens of test cells; the page's table lists them all, the plot the ones worth a look.
+    """
+    total = len(rates)
+    rates = rates[:most]
     figure, axes = _pyplot().subplots(figsize=(7, 0.32 * len(rates) + 1.2))
     labels = [f"{assignment} / {cell}" for assignment, cell, _, _ in rates]
     axes.barh(range(len(rates)), [100 * rate for _, _, rate, _ in rates], color="tab:green")
@@ -115,7 +125,8 @@ def plot_pass_rates(rates: list[tuple[str, str, float, int]], path: Path) -> Pat
     axes.invert_yaxis()
     axes.set_xlim(0, 100)
     axes.set_xlabel("submissions with full marks on the test cell (%)")
-    axes.set_title("Which tests students fail most")
+    shown = f"the {len(rates)} hardest of {total} test cells" if total > len(rates) else f"all {total} test cells"
+    axes.set_title(f"Which tests students fail most\n({shown})")
     axes.grid(axis="x", alpha=0.3)
     return _save(figure, path)
 
