@@ -37,22 +37,32 @@ LEARNING_RATE = 0.01
 Array = npt.NDArray[np.float32]
 
 
-def per_call(step: Callable[[], object], seconds: float = 2.0, rounds: int = 7) -> float:
-    """Median seconds per call over ``rounds`` rounds, each about ``seconds / rounds`` long, after a warm-up."""
+def calls_per_block(step: Callable[[], object], block_seconds: float) -> int:
+    """How many calls of ``step`` fill about ``block_seconds`` (after a short warm-up)."""
     for _ in range(3):
         step()
     started, calls = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds / rounds / 2:
+    while time.perf_counter() - started < block_seconds:
         step()
         calls += 1
-    number = max(1, calls * 2)
-    samples = []
+    return max(1, calls)
+
+
+def per_call(steps: dict[str, Callable[[], object]], rounds: int = 15, block_seconds: float = 0.1) -> dict[str, float]:
+    """Median seconds per call of each step, timed in interleaved rounds.
+
+    Each round times one block of every step in turn, so a burst of load from elsewhere on the machine hits
+    all of them alike instead of whichever happened to be running.
+    """
+    numbers = {name: calls_per_block(step, block_seconds) for name, step in steps.items()}
+    samples: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(number):
-            step()
-        samples.append((time.perf_counter() - started) / number)
-    return median(samples)
+        for name, step in steps.items():
+            started = time.perf_counter()
+            for _ in range(numbers[name]):
+                step()
+            samples[name].append((time.perf_counter() - started) / numbers[name])
+    return {name: median(values) for name, values in samples.items()}
 
 
 @dataclass
@@ -228,7 +238,7 @@ def bench_training() -> str:
     makers = implementations()
     # The first losses must agree, or the timing would compare different work.
     losses = {name: five_losses(make(batch)) for name, make in makers.items()}
-    times = {name: per_call(make(batch)) for name, make in makers.items()}
+    times = per_call({name: make(batch) for name, make in makers.items()})
     reference = "PyTorch CPU" if "PyTorch CPU" in times else "NumPy by hand"
     lines = [f"One SGD training step, MLP {INPUTS}-{HIDDEN}-{CLASSES}, batch {BATCH}, float32 ({thread_note()})"]
     lines += [
