@@ -48,21 +48,24 @@ def calls_per_block(step: Callable[[], object], block_seconds: float) -> int:
     return max(1, calls)
 
 
-def per_call(steps: dict[str, Callable[[], object]], rounds: int = 15, block_seconds: float = 0.1) -> dict[str, float]:
-    """Median seconds per call of each step, timed in interleaved rounds.
+def per_call(steps: dict[str, Callable[[], object]], rounds: int = 7, block_seconds: float = 0.25) -> dict[str, float]:
+    """Median seconds per call of each step: ``rounds`` blocks of about ``block_seconds`` after a warm-up.
 
-    Each round times one block of every step in turn, so a burst of load from elsewhere on the machine hits
-    all of them alike instead of whichever happened to be running.
+    The steps are timed one after the other, not interleaved: NumPy's BLAS and PyTorch keep their own
+    thread pools, whose threads spin for a while after each call, and alternating between the two makes
+    each pay for the other's spinning (PyTorch's step measured 3x slower interleaved on this 2-core machine).
     """
-    numbers = {name: calls_per_block(step, block_seconds) for name, step in steps.items()}
-    samples: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
+    times: dict[str, float] = {}
+    for name, step in steps.items():
+        number = calls_per_block(step, block_seconds)
+        samples = []
+        for _ in range(rounds):
             started = time.perf_counter()
-            for _ in range(numbers[name]):
+            for _ in range(number):
                 step()
-            samples[name].append((time.perf_counter() - started) / numbers[name])
-    return {name: median(values) for name, values in samples.items()}
+            samples.append((time.perf_counter() - started) / number)
+        times[name] = median(samples)
+    return times
 
 
 @dataclass
