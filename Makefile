@@ -30,9 +30,10 @@ demo: build  ## play a small class through release, autograde, feedback and repo
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-lint: install
+lint: install  ## mypy --strict and ruff on the package, the course tool, the tests and every source notebook
 	$(BIN)/mypy
-	$(BIN)/ruff check tinytorch course tests milestones
+	$(BIN)/ruff check tinytorch course tests milestones source
+	$(BIN)/nbqa mypy source
 
 clean:  ## remove generated grading folders (never submitted/ or the gradebook)
 	rm -rf demo-class autograded feedback reports .pytest_cache
