@@ -42,3 +42,8 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
+
+# `nbgrader validate` (and JupyterLab's Validate button) start kernels on Unix sockets in a private
+# folder: over TCP, ipykernel warns the learner on every run about an unencrypted connection.
+# Grading kernels are started by course.sandbox, which builds on the same kernel manager.
+c.Execute.kernel_manager_class = "course.kernels.PrivateIpcKernelManager"

@@ -26,9 +26,12 @@ def _export(course: Course, args: argparse.Namespace) -> int:
 def _check(course: Course, args: argparse.Namespace) -> int:
     module = resolve(course, args.module)
     if learner.exported_is_stale(course, module):
-        print(f"note: your notebook changed after the last export; run `course export {module.number:02d}` "
-              "to check the new code.")
+        print(
+            f"note: your notebook changed after the last export; run `course export {module.number:02d}` "
+            "to check the new code."
+        )
     results = learner.check(course, args.module)
+    learner.record_check(course, module, results)
     for result in results:
         mark = "PASS" if result.passed else "FAIL"
         detail = f"  {result.reason}" if result.reason else ""
@@ -39,10 +42,19 @@ def _check(course: Course, args: argparse.Namespace) -> int:
 
 
 def _list(course: Course, args: argparse.Namespace) -> int:
+    checks = learner.last_checks(course)
+    columns = "{:<18} {:<28} {:<8} {:<9} {}"
+    print(columns.format("module", "exports to", "started", "exported", "last check (visible tests)"))
     for module in discover(course):
-        started = "started" if learner.working_copy(course, module).is_file() else "-"
-        exported = "exported" if learner.is_exported(course, module) else "-"
-        print(f"{module.name:<20} {module.package_module or '':<32} {started:<8} {exported}")
+        started = "yes" if learner.working_copy(course, module).is_file() else "-"
+        exported = "yes" if learner.is_exported(course, module) else "-"
+        check = checks.get(module.name)
+        last = (
+            "-"
+            if check is None
+            else (f"{'passed' if check.all_passed else 'FAILED'}: {check.passed} of {check.total} cells, {check.when}")
+        )
+        print(columns.format(module.name, module.package_module or "", started, exported, last))
     return 0
 
 

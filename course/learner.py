@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from course import notebooks
+from course.kernels import PrivateIpcKernelManager
 from course.modules import Course, CourseError, Module, discover, prerequisites, resolve
 
 PACKAGE_DOC = '"""Your own tinytorch, exported from your notebooks by `course export`."""\n'
@@ -46,8 +49,7 @@ def _require_prerequisites(course: Course, module: Module) -> None:
         names = " and ".join(m.name for m in missing)
         commands = "; ".join(f"course export {m.number:02d}" for m in missing)
         raise CourseError(
-            f"Module {module.name} builds on {names}, which you have not exported yet: "
-            f"finish it and run `{commands}`."
+            f"Module {module.name} builds on {names}, which you have not exported yet: finish it and run `{commands}`."
         )
 
 
@@ -159,13 +161,28 @@ def _setup_sources(release: Any) -> list[str]:
     return setup
 
 
+def _import_everything(package_module: str) -> str:
+    """Code that binds every name the exported module defines, private ones included.
+
+    A visible test may call a helper such as ``_matmul_backward`` that the notebook defined in an
+    exported cell; ``from module import *`` would leave it out (and ``__all__`` with it).
+    """
+    return (
+        "import importlib as _course_importlib\n"
+        f"_course_module = _course_importlib.import_module({package_module!r})\n"
+        "globals().update({_name: _value for _name, _value in vars(_course_module).items()"
+        " if not (_name.startswith('__') and _name.endswith('__'))})\n"
+        "del _course_importlib, _course_module"
+    )
+
+
 def _check_notebook(course: Course, module: Module) -> tuple[Any, list[tuple[str, float]]]:
     """A notebook: setup, ``from <learner's module> import *``, then each visible test cell."""
     release = notebooks.read(release_notebook(course, module))
     nb = nbformat.v4.new_notebook()
     nb.metadata = release.metadata
     nb.cells = [nbformat.v4.new_code_cell(source) for source in _setup_sources(release)]
-    nb.cells.append(nbformat.v4.new_code_cell(f"from {module.package_module} import *"))
+    nb.cells.append(nbformat.v4.new_code_cell(_import_everything(str(module.package_module))))
     tests: list[tuple[str, float]] = []
     for cell in release.cells:
         if notebooks.is_test(cell):
@@ -189,12 +206,14 @@ def check(course: Course, key: str) -> list[TestResult]:
         raise CourseError(f"Module {module.name} exports nothing, so there is no package to check.")
     _require_prerequisites(course, module)
     if not is_exported(course, module):
-        raise CourseError(
-            f"You have not exported {module.name} yet: run `course export {module.number:02d}` first."
-        )
+        raise CourseError(f"You have not exported {module.name} yet: run `course export {module.number:02d}` first.")
     nb, tests = _check_notebook(course, module)
     client = NotebookClient(
-        nb, timeout=CHECK_CELL_TIMEOUT, allow_errors=True, resources={"metadata": {"path": str(course.workspace)}}
+        nb,
+        timeout=CHECK_CELL_TIMEOUT,
+        allow_errors=True,
+        kernel_manager_class=PrivateIpcKernelManager,
+        resources={"metadata": {"path": str(course.workspace)}},
     )
     client.execute()
     cells = nb.cells[-len(tests) :] if tests else []
@@ -218,3 +237,54 @@ def exported_is_stale(course: Course, module: Module) -> bool:
     return bool(exported and exported.is_file() and notebook.is_file()) and (
         notebook.stat().st_mtime > exported.stat().st_mtime  # type: ignore[union-attr]
     )
+
+
+CHECK_RECORD = ".course-checks.json"
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """What the learner's last ``course check`` of a module found, kept for ``course list``."""
+
+    passed: int
+    total: int
+    points: float
+    max_points: float
+    when: str
+
+    @property
+    def all_passed(self) -> bool:
+        return self.total > 0 and self.passed == self.total
+
+
+def _check_records_file(course: Course) -> Path:
+    return course.workspace / CHECK_RECORD
+
+
+def last_checks(course: Course) -> dict[str, CheckRecord]:
+    """The last check of each module, by module name (empty when the learner never ran one)."""
+    path = _check_records_file(course)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {name: CheckRecord(**fields) for name, fields in raw.items()}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def record_check(course: Course, module: Module, results: list[TestResult]) -> CheckRecord:
+    """Remember a check's outcome (atomically, so an interrupted write never loses the others)."""
+    record = CheckRecord(
+        passed=sum(r.passed for r in results),
+        total=len(results),
+        points=sum(r.points for r in results if r.passed),
+        max_points=sum(r.points for r in results),
+        when=datetime.now().isoformat(timespec="seconds"),
+    )
+    records = {name: vars(found) for name, found in last_checks(course).items()}
+    records[module.name] = vars(record)
+    path = _check_records_file(course)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(records, indent=1, sort_keys=True), encoding="utf-8")
+    partial.replace(path)
+    return record

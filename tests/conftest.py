@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from course import notebooks
@@ -37,6 +38,21 @@ def copy_course(target: Path) -> Course:
     shutil.copytree(ROOT / "source", target / "source")
     shutil.copytree(ROOT / "release", target / "release")
     return Course(target)
+
+
+def fill_in(course: Course, name: str) -> None:
+    """Play a learner who answers every cell of their working copy with the solutions."""
+    copy = course.workspace / f"{name}.ipynb"
+    solved = notebooks.filled_in(notebooks.read(copy), notebooks.read(REPO.source / name / f"{name}.ipynb"))
+    nbformat.write(solved, copy)
+
+
+def learner_course(target: Path) -> Course:
+    """A scratch course a learner can also run the milestones in (scripts and datasets included)."""
+    course = copy_course(target)
+    shutil.copytree(ROOT / "milestones", course.root / "milestones", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "datasets", course.root / "datasets")
+    return course
 
 
 def run_course(course: Course, *args: str) -> subprocess.CompletedProcess[str]:

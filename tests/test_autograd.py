@@ -330,3 +330,22 @@ def test_linear_weight_gradient_keeps_the_weights_layout() -> None:
     (layer(Tensor(x)) * Tensor(weights)).sum().backward()
     assert layer.weight.grad is not None and layer.weight.grad.data.flags.c_contiguous
     np.testing.assert_allclose(layer.weight.grad.data, weights.T @ x, rtol=1e-5)
+
+
+def test_matmul_rule_skips_an_input_that_needs_no_gradient() -> None:
+    """The notebook says the matmul rule returns None for an input that does not require grad (the input batch of a
+    layer) instead of computing a matmul nobody needs, and that a rule's result dtype is the engine's business."""
+    x = Tensor(np.ones((4, 5), dtype=np.float32))
+    w = Tensor(np.ones((5, 3), dtype=np.float32), requires_grad=True)
+    out = x @ w
+    assert out.grad_fn is not None
+    grad_x, grad_w = rule_for("matmul")(np.ones((4, 3), dtype=np.float32), out.grad_fn)
+    assert grad_x is None and grad_w is not None and grad_w.shape == (5, 3)
+
+
+def test_engine_casts_rule_results_to_the_leaf_dtype() -> None:
+    """A rule may return float64 for a float32 input (GELU computes in float64, np.zeros is float64): backward casts."""
+    x = Tensor(np.arange(6, dtype=np.float32).reshape(2, 3), requires_grad=True)
+    (x[[0, 0, 1]] * Tensor(np.ones(3, dtype=np.float64))).sum().backward()
+    assert x.grad is not None and x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.data, [[2, 2, 2], [1, 1, 1]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,7 +11,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinytorch.core.activations import ReLU, Tanh
-from tinytorch.core.layers import Dropout, Linear, Module, Parameter, Sequential
+from tinytorch.core.layers import (
+    Dropout,
+    Linear,
+    Module,
+    Parameter,
+    Sequential,
+    _calculate_correct_fan,
+    _calculate_fan_in_and_fan_out,
+    calculate_gain,
+    kaiming_normal_,
+    kaiming_uniform_,
+    normal_,
+    ones_,
+    uniform_,
+    xavier_normal_,
+    xavier_uniform_,
+    zeros_,
+)
 from tinytorch.core.tensor import Tensor
 
 
@@ -110,6 +128,175 @@ def test_parameter() -> None:
     array = np.zeros(3, dtype=np.float32)
     assert np.shares_memory(Parameter(Tensor(array)).data, array)
     assert not Parameter([1.0], requires_grad=False).requires_grad
+
+
+# --------------------------------------------------------------------------- init
+
+
+def empty(*shape: int, dtype: type = np.float32) -> Tensor:
+    return Tensor(np.zeros(shape, dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    ("shape", "fans"),
+    [((3, 5), (5, 3)), ((1, 1), (1, 1)), ((8, 4, 3), (12, 24)), ((16, 3, 5, 5), (75, 400)),
+     ((2, 3, 2, 2, 2), (24, 16))],
+)
+def test_fans_are_pytorchs(shape: tuple[int, ...], fans: tuple[int, int]) -> None:
+    assert _calculate_fan_in_and_fan_out(empty(*shape)) == fans
+    assert _calculate_correct_fan(empty(*shape), "fan_in") == fans[0]
+    assert _calculate_correct_fan(empty(*shape), "FAN_OUT") == fans[1]
+
+
+def test_fans_need_two_dimensions_and_a_known_mode() -> None:
+    for shape in [(), (4,)]:
+        with pytest.raises(ValueError, match="fewer than 2 dimensions"):
+            _calculate_fan_in_and_fan_out(empty(*shape))
+    with pytest.raises(ValueError, match="fan_avg"):
+        _calculate_correct_fan(empty(2, 2), "fan_avg")
+
+
+def test_calculate_gain_table() -> None:
+    for name in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+                 "sigmoid"):
+        assert calculate_gain(name) == 1.0
+    assert calculate_gain("tanh") == pytest.approx(5 / 3)
+    assert calculate_gain("relu") == pytest.approx(math.sqrt(2))
+    assert calculate_gain("selu") == pytest.approx(0.75)
+    assert calculate_gain("leaky_relu") == pytest.approx(math.sqrt(2 / (1 + 0.01**2)))
+    assert calculate_gain("leaky_relu", 0) == pytest.approx(math.sqrt(2))
+    assert calculate_gain("leaky_relu", math.sqrt(5)) == pytest.approx(1 / math.sqrt(3))
+    with pytest.raises(ValueError, match="Unsupported nonlinearity"):
+        calculate_gain("swish")
+    for bad in (True, "0.2"):
+        with pytest.raises(ValueError, match="negative_slope"):
+            calculate_gain("leaky_relu", bad)  # type: ignore[arg-type]
+
+
+# (function, keyword arguments, the distribution's bound for a uniform draw or std for a normal draw) for (300, 200)
+FAN_IN, FAN_OUT = 200, 300
+INITS = [
+    (xavier_uniform_, {}, "uniform", math.sqrt(6 / (FAN_IN + FAN_OUT))),
+    (xavier_uniform_, {"gain": 2.0}, "uniform", 2 * math.sqrt(6 / (FAN_IN + FAN_OUT))),
+    (xavier_normal_, {}, "normal", math.sqrt(2 / (FAN_IN + FAN_OUT))),
+    (xavier_normal_, {"gain": 5 / 3}, "normal", 5 / 3 * math.sqrt(2 / (FAN_IN + FAN_OUT))),
+    (kaiming_uniform_, {}, "uniform", math.sqrt(2) * math.sqrt(3 / FAN_IN)),
+    (kaiming_uniform_, {"a": math.sqrt(5)}, "uniform", 1 / math.sqrt(FAN_IN)),
+    (kaiming_uniform_, {"mode": "fan_out", "nonlinearity": "relu"}, "uniform", math.sqrt(6 / FAN_OUT)),
+    (kaiming_uniform_, {"nonlinearity": "tanh"}, "uniform", 5 / 3 * math.sqrt(3 / FAN_IN)),
+    (kaiming_normal_, {}, "normal", math.sqrt(2 / FAN_IN)),
+    (kaiming_normal_, {"a": 0.2, "mode": "fan_out"}, "normal", math.sqrt(2 / 1.04) / math.sqrt(FAN_OUT)),
+]
+
+
+@pytest.mark.parametrize(("init", "kwargs", "kind", "scale"), INITS)
+def test_random_inits_match_their_formula(init: Any, kwargs: dict[str, Any], kind: str, scale: float) -> None:
+    w = empty(FAN_OUT, FAN_IN)
+    array = w.data
+    assert init(w, generator=np.random.default_rng(0), **kwargs) is w
+    assert w.data is array and w.dtype == np.float32, "filled in place, float32 kept"
+    v = w.data.astype(np.float64)
+    if kind == "uniform":
+        assert np.abs(v).max() <= scale * (1 + 1e-6) and np.abs(v).max() > 0.99 * scale
+        assert v.var() == pytest.approx(scale**2 / 3, rel=0.03)
+    else:
+        assert v.std() == pytest.approx(scale, rel=0.02)
+        assert np.abs(v).max() > 3 * scale, "a normal draw has tails"
+    assert abs(v.mean()) < 0.01 * scale
+    again = init(empty(FAN_OUT, FAN_IN), generator=np.random.default_rng(0), **kwargs)
+    np.testing.assert_array_equal(again.data, w.data)
+
+
+def test_inits_draw_what_the_generator_draws() -> None:
+    """The course's random stream: the same numbers as generator.uniform / generator.normal, cast to float32."""
+    w = kaiming_uniform_(empty(4, 6), a=math.sqrt(5), generator=np.random.default_rng(3))
+    bound = 1 / math.sqrt(6)
+    np.testing.assert_allclose(w.data, np.random.default_rng(3).uniform(-bound, bound, (4, 6)).astype(np.float32),
+                               rtol=1e-6)
+    n = xavier_normal_(empty(4, 6), generator=np.random.default_rng(3))
+    np.testing.assert_allclose(n.data, np.random.default_rng(3).normal(0, math.sqrt(0.2), (4, 6)).astype(np.float32),
+                               rtol=1e-6)
+    u = uniform_(empty(3), -2.0, 5.0, generator=np.random.default_rng(1))
+    np.testing.assert_array_equal(u.data, np.random.default_rng(1).uniform(-2, 5, 3).astype(np.float32))
+    m = normal_(empty(3), 1.0, 0.5, generator=np.random.default_rng(1))
+    np.testing.assert_array_equal(m.data, np.random.default_rng(1).normal(1, 0.5, 3).astype(np.float32))
+
+
+def test_linear_default_init_is_kaiming_uniform_with_a_sqrt5() -> None:
+    layer = Linear(7, 5, generator=np.random.default_rng(0))
+    gen = np.random.default_rng(0)
+    weight = kaiming_uniform_(empty(5, 7), a=math.sqrt(5), generator=gen)
+    bias = uniform_(empty(5), -1 / math.sqrt(7), 1 / math.sqrt(7), generator=gen)
+    assert layer.bias is not None
+    np.testing.assert_array_equal(layer.weight.data, weight.data)
+    np.testing.assert_array_equal(layer.bias.data, bias.data)
+
+
+def test_inits_keep_float64_fill_parameters_and_refuse_integers() -> None:
+    w64 = Tensor(np.zeros((5, 5)), dtype=np.float64)
+    xavier_uniform_(w64, generator=np.random.default_rng(0))
+    assert w64.dtype == np.float64 and np.all(w64.data != 0)
+    p = Parameter(np.zeros((3, 4), dtype=np.float32))
+    assert kaiming_normal_(p, generator=np.random.default_rng(0)) is p and p.requires_grad and p.grad_fn is None
+    for init in (xavier_uniform_, xavier_normal_, kaiming_uniform_, kaiming_normal_, uniform_, normal_):
+        with pytest.raises(TypeError):
+            init(empty(3, 3, dtype=np.int64))
+        with pytest.raises(TypeError):
+            init(np.zeros((3, 3)))  # type: ignore[type-var]
+    for init in (xavier_uniform_, xavier_normal_, kaiming_uniform_, kaiming_normal_):
+        with pytest.raises(ValueError):
+            init(empty(4))
+    a, b = kaiming_uniform_(empty(8, 8)), kaiming_uniform_(empty(8, 8))
+    assert not np.array_equal(a.data, b.data), "without a generator, fresh randomness"
+
+
+def test_kaiming_leaves_zero_element_tensors_alone() -> None:
+    for init in (kaiming_uniform_, kaiming_normal_):
+        t = empty(0, 3)
+        assert init(t) is t and t.shape == (0, 3)
+
+
+def test_zeros_and_ones_fill_any_dtype_in_place() -> None:
+    for dtype in (np.float32, np.float64, np.int64):
+        t = Tensor(np.full((2, 3), 7, dtype=dtype), dtype=dtype)
+        array = t.data
+        assert ones_(t) is t and t.data is array and t.dtype == dtype and np.all(t.data == 1)
+        assert zeros_(t) is t and t.data is array and np.all(t.data == 0)
+    with pytest.raises(TypeError):
+        zeros_(np.ones(3))  # type: ignore[type-var]
+
+
+def test_init_against_pytorch_when_installed() -> None:
+    torch = pytest.importorskip("torch")
+    init = torch.nn.init
+    for name in ("linear", "conv2d", "sigmoid", "tanh", "relu", "selu", "leaky_relu"):
+        assert calculate_gain(name) == pytest.approx(init.calculate_gain(name))
+    for slope in (0, 0.2, math.sqrt(5), 3):
+        assert calculate_gain("leaky_relu", slope) == pytest.approx(init.calculate_gain("leaky_relu", slope))
+    for shape in [(3, 5), (8, 4, 3), (16, 3, 5, 5)]:
+        theirs = init._calculate_fan_in_and_fan_out(torch.empty(*shape))
+        assert _calculate_fan_in_and_fan_out(empty(*shape)) == tuple(theirs)
+    torch.manual_seed(0)
+    shape = (300, 200)
+    cases: list[tuple[Any, Any, dict[str, Any], str]] = [
+        (kaiming_uniform_, init.kaiming_uniform_, {"a": math.sqrt(5)}, "uniform"),
+        (kaiming_uniform_, init.kaiming_uniform_, {"mode": "fan_out", "nonlinearity": "relu"}, "uniform"),
+        (xavier_uniform_, init.xavier_uniform_, {"gain": 1.5}, "uniform"),
+        (kaiming_normal_, init.kaiming_normal_, {"nonlinearity": "relu"}, "normal"),
+        (xavier_normal_, init.xavier_normal_, {}, "normal"),
+    ]
+    for ours_fn, theirs_fn, kwargs, kind in cases:
+        ours = ours_fn(empty(*shape), generator=np.random.default_rng(0), **kwargs).data.astype(np.float64)
+        theirs = theirs_fn(torch.empty(*shape), **kwargs).double().numpy()
+        if kind == "uniform":  # the same bound: both maxima lie just below it
+            assert np.abs(ours).max() == pytest.approx(np.abs(theirs).max(), rel=0.01)
+        assert ours.std() == pytest.approx(theirs.std(), rel=0.03)
+    # nn.Linear's default: weight and bias in U(-1/sqrt(in), 1/sqrt(in)), as ours
+    theirs_linear = torch.nn.Linear(400, 300)
+    ours_linear = Linear(400, 300, generator=np.random.default_rng(0))
+    assert ours_linear.bias is not None
+    for a, b in ((ours_linear.weight.data, theirs_linear.weight), (ours_linear.bias.data, theirs_linear.bias)):
+        assert np.abs(a).max() == pytest.approx(b.detach().abs().max().item(), rel=0.01)
 
 
 # --------------------------------------------------------------------------- Linear

@@ -5,19 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from conftest import REPO, run_course
+from conftest import REPO, fill_in, run_course
 from nbclient import NotebookClient
 
 from course import notebooks
 from course.learner import export_notebook
 from course.modules import Course, discover
-
-
-def fill_in(course: Course, name: str) -> None:
-    """Play a learner who answers every cell of their working copy with the solutions."""
-    copy = course.workspace / f"{name}.ipynb"
-    solved = notebooks.filled_in(notebooks.read(copy), notebooks.read(REPO.source / name / f"{name}.ipynb"))
-    nbformat.write(solved, copy)
 
 
 def imported_file(course: Course, module: str) -> str:
@@ -54,6 +47,13 @@ def test_learner_flow(scratch_course: Course) -> None:
     checked = run_course(course, "check", "01")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "FAIL" not in checked.stdout and "PASS" in checked.stdout
+    assert "WARNING" not in checked.stderr, "the kernel's TCP warning reaches the learner"
+
+    listed = run_course(course, "list").stdout.splitlines()
+    assert listed[0].split()[:4] == ["module", "exports", "to", "started"] and "last check" in listed[0]
+    tensor_row = next(line for line in listed if line.startswith("01_tensor"))
+    assert tensor_row.split()[2:5] == ["yes", "yes", "passed:"], tensor_row
+    assert next(line for line in listed if line.startswith("02_activations")).split()[2:] == ["-", "-", "-"]
 
     assert run_course(course, "start", "02").returncode == 0
     assert imported_file(course, "tinytorch.core.tensor").startswith(str(course.learner_package))

@@ -1,4 +1,4 @@
-"""The package and the course tool are mypy --strict and ruff clean."""
+"""The package, the course tool, the milestones and the notebooks are mypy --strict and ruff clean."""
 
 from __future__ import annotations
 
@@ -32,5 +32,11 @@ def test_milestones_are_mypy_strict() -> None:
 
 
 def test_ruff() -> None:
-    result = run("ruff", "check", "tinytorch", "course", "tests", "milestones")
+    result = run("ruff", "check", "tinytorch", "course", "tests", "milestones", "source")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_notebook_code_is_typed() -> None:
+    """Every function in a source notebook, test and measurement helpers included, passes mypy (via nbqa)."""
+    result = run("nbqa", "mypy", "source")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ROOT, copy_course, run_course
-from test_learner import fill_in
+from conftest import REPO, ROOT, fill_in, learner_course, run_course
 
 from course.milestones import discover_milestones
-from course.modules import Course
 
 MILESTONES = [m.name for m in discover_milestones(REPO)]
 
@@ -39,15 +36,8 @@ def test_the_1986_milestone_reports_at_least_97_percent(tmp_path: Path) -> None:
     assert accuracy and float(accuracy[1]) >= 97.0, ran.stdout
 
 
-def learner_course(tmp_path: Path) -> Course:
-    course = copy_course(tmp_path / "course")
-    shutil.copytree(ROOT / "milestones", course.root / "milestones", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "datasets", course.root / "datasets")
-    return course
-
-
 def test_learner_milestone_needs_the_modules_it_uses(tmp_path: Path) -> None:
-    course = learner_course(tmp_path)
+    course = learner_course(tmp_path / "course")
     refused = run_course(course, "milestone", "1957", "--learner")
     assert refused.returncode == 2
     assert "01_tensor" in refused.stderr and "05_dataloader" in refused.stderr
@@ -55,7 +45,7 @@ def test_learner_milestone_needs_the_modules_it_uses(tmp_path: Path) -> None:
 
 
 def test_learner_milestone_runs_the_learners_own_package(tmp_path: Path) -> None:
-    course = learner_course(tmp_path)
+    course = learner_course(tmp_path / "course")
     for name in ("01_tensor", "02_activations", "03_layers", "05_dataloader"):
         assert run_course(course, "start", name).returncode == 0
         fill_in(course, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -37,6 +38,26 @@ def test_source_notebooks_are_stored_clean() -> None:
                 assert cell.outputs == [] and cell.execution_count is None, (
                     f"{module.name}: cell {notebooks.grade_id(cell)} has outputs; run nbdev-clean"
                 )
+
+
+def test_nbdev_clean_keeps_source_notebooks_as_they_are(tmp_path: Path) -> None:
+    """The cleaner authors are told to run must be a no-op on a stored notebook, nbgrader metadata included.
+
+    (`allowed_cell_metadata_keys = "nbgrader"`, a string, was once read letter by letter and wiped it.)
+    """
+    shutil.copy2(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    copies = [shutil.copy2(m.source_notebook, tmp_path / m.source_notebook.name) for m in MODULES]
+    cleaner = Path(sys.executable).with_name("nbdev-clean")
+    for copy in copies:
+        subprocess.run([str(cleaner), "--fname", str(copy)], cwd=tmp_path, check=True, capture_output=True)
+    changed = [
+        m.name
+        for m, copy in zip(MODULES, copies, strict=True)
+        if Path(copy).read_bytes() != m.source_notebook.read_bytes()
+    ]
+    assert not changed, (
+        f"nbdev-clean changes these stored notebooks (store them clean, keep nbgrader metadata): {changed}"
+    )
 
 
 def test_reference_package_is_in_sync_with_source(tmp_path: Path) -> None:
@@ -92,3 +113,56 @@ def test_every_graded_cell_has_points_and_a_unique_id(module: Module) -> None:
     for cell in nb.cells:
         if notebooks.is_test(cell):
             assert notebooks.BEGIN_HIDDEN in cell.source, f"{notebooks.grade_id(cell)} has no hidden tests"
+
+
+MAX_POINTS_PER_CELL = 10
+
+
+@pytest.mark.parametrize("module", MODULES, ids=NAMES)
+def test_no_graded_cell_is_worth_more_than_ten_points(module: Module) -> None:
+    """One edge case must not sink a whole exercise."""
+    heavy = {
+        notebooks.grade_id(c): notebooks.grader_meta(c)["points"]
+        for c in notebooks.read(module.source_notebook).cells
+        if notebooks.is_test(c) and float(notebooks.grader_meta(c)["points"]) > MAX_POINTS_PER_CELL
+    }
+    assert not heavy, f"{module.name}: split these cells (at most {MAX_POINTS_PER_CELL} points each): {heavy}"
+
+
+def _silent_checks(source: str) -> list[int]:
+    """Lines of hidden-test checks whose failure would not say what was checked."""
+    hidden: set[int] = set()
+    inside = False
+    for number, line in enumerate(source.splitlines(), start=1):
+        if line.strip() == notebooks.BEGIN_HIDDEN:
+            inside = True
+        elif line.strip() == notebooks.END_HIDDEN:
+            inside = False
+        elif inside:
+            hidden.add(number)
+    silent: list[int] = []
+    for node in ast.walk(ast.parse(source)):
+        if getattr(node, "lineno", None) not in hidden:
+            continue
+        if isinstance(node, ast.Assert) and node.msg is None:
+            silent.append(node.lineno)
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if (
+                name.startswith("assert_")
+                and name != "assert_raises"
+                and not any(k.arg in ("err_msg", "msg") for k in node.keywords)
+            ):
+                silent.append(node.lineno)
+    return sorted(silent)
+
+
+@pytest.mark.parametrize("module", MODULES, ids=NAMES)
+def test_every_hidden_check_says_what_it_checked(module: Module) -> None:
+    """Feedback shows a failed hidden check's message, never its code: the message must say what was checked."""
+    silent = {
+        notebooks.grade_id(c): lines
+        for c in notebooks.read(module.source_notebook).cells
+        if notebooks.is_test(c) and (lines := _silent_checks(c.source))
+    }
+    assert not silent, f"{module.name}: hidden checks without a message (cell: lines): {silent}"

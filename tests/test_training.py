@@ -38,6 +38,7 @@ from tinytorch.core.training import (
     plot_history,
     save_checkpoint,
     train_step,
+    train_step_accumulated,
 )
 
 GRADS = st.lists(
@@ -502,3 +503,81 @@ def test_plot_history_writes_a_png(tmp_path: Path) -> None:
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
     assert len(fig.axes) == 2
     assert plot_history(History(train_loss=[1.0], train_acc=[math.nan])) is not None
+
+
+# ---------------------------------------------------------------------- gradient accumulation
+def accumulation_data(n: int = 96, seed: int = 21) -> TensorDataset:
+    g = np.random.default_rng(seed)
+    return TensorDataset(Tensor(g.standard_normal((n, 5)).astype(np.float32)), Tensor(g.integers(0, 4, n)))
+
+
+def accumulation_model(seed: int = 22) -> Sequential:
+    """No dropout: a micro-batch computes exactly what its rows of a large batch compute."""
+    g = np.random.default_rng(seed)
+    return Sequential(Linear(5, 16, generator=g), ReLU(), Linear(16, 4, generator=g))
+
+
+@pytest.mark.parametrize(("k", "b"), [(2, 24), (4, 12), (3, 8)])
+@pytest.mark.parametrize("opt_class", [SGD, Adam])
+def test_k_micro_batches_of_b_give_the_parameters_of_one_batch_of_k_times_b(
+    k: int, b: int, opt_class: type[Optimizer]
+) -> None:
+    data = accumulation_data(n=2 * k * b)  # two optimizer steps per epoch, no leftover group
+    kwargs: dict[str, Any] = {"lr": 0.1, "momentum": 0.9} if opt_class is SGD else {"lr": 0.01}
+    big, small = accumulation_model(), accumulation_model()
+    big_opt, small_opt = opt_class(big.parameters(), **kwargs), opt_class(small.parameters(), **kwargs)  # type: ignore[call-arg]
+    big_sched = WarmupCosineLR(big_opt, warmup_steps=1, total_steps=6)
+    small_sched = WarmupCosineLR(small_opt, warmup_steps=1, total_steps=6)
+    big_hist = fit(big, CrossEntropyLoss(), big_opt, DataLoader(data, batch_size=k * b), epochs=3,
+                   scheduler=big_sched, max_grad_norm=1.0, progress=False)
+    small_hist = fit(small, CrossEntropyLoss(), small_opt, DataLoader(data, batch_size=b), epochs=3,
+                     scheduler=small_sched, max_grad_norm=1.0, progress=False, accumulation_steps=k)
+    assert small_sched.last_epoch == big_sched.last_epoch == 6  # one scheduler step per optimizer step
+    for (name, p), q in zip(big.named_parameters(), small.parameters(), strict=True):
+        np.testing.assert_allclose(q.data, p.data, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(small_hist.train_loss, big_hist.train_loss, rtol=1e-5)
+    assert small_hist.lr == big_hist.lr
+
+
+def test_one_micro_batch_is_train_step_bit_for_bit() -> None:
+    x, y = accumulation_data()[:32]
+    m1, m2 = accumulation_model(), accumulation_model()
+    o1, o2 = Adam(m1.parameters(), lr=0.01), Adam(m2.parameters(), lr=0.01)
+    for step in range(3):
+        loss, _ = train_step(m1, CrossEntropyLoss(), o1, x, y, 0.5, step)
+        [(loss2, _)] = train_step_accumulated(m2, CrossEntropyLoss(), o2, [(x, y)], 0.5, step)
+        assert loss == loss2
+    for p, q in zip(m1.parameters(), m2.parameters(), strict=True):
+        assert np.array_equal(p.data, q.data)
+
+
+def test_the_leftover_group_of_an_epoch_makes_its_own_step(tmp_path: Path) -> None:
+    data = accumulation_data(n=80)  # 5 batches of 16 with k = 2: groups of 2, 2 and 1
+    model, hand = accumulation_model(), accumulation_model()
+    opt, hand_opt = SGD(model.parameters(), lr=0.2), SGD(hand.parameters(), lr=0.2)
+    fit(model, CrossEntropyLoss(), opt, DataLoader(data, batch_size=16), epochs=2, progress=False,
+        accumulation_steps=2, checkpoint=tmp_path / "c.npz")
+    batches = list(DataLoader(data, batch_size=16))
+    for _ in range(2):
+        for group in (batches[0:2], batches[2:4], batches[4:5]):
+            train_step_accumulated(hand, CrossEntropyLoss(), hand_opt, group)
+    for p, q in zip(model.parameters(), hand.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-6, atol=1e-7)
+    assert load_checkpoint(tmp_path / "c.npz", accumulation_model())["step"] == 6
+    with pytest.raises(ValueError):
+        fit(model, CrossEntropyLoss(), opt, DataLoader(data, batch_size=16), progress=False, accumulation_steps=0)
+    with pytest.raises(ValueError):
+        train_step_accumulated(model, CrossEntropyLoss(), opt, [])
+
+
+def test_accumulation_reports_a_nan_micro_batch_before_the_step() -> None:
+    x, y = accumulation_data()[:16]
+    bad = x.data.copy()
+    bad[3, 2] = np.nan
+    model = accumulation_model()
+    before = [p.data.copy() for p in model.parameters()]
+    with np.errstate(all="ignore"), pytest.raises(NonFiniteError, match="loss has 1 nan value at step 7"):
+        train_step_accumulated(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1),
+                               [(x, y), (Tensor(bad), y)], step=7)
+    for p, b0 in zip(model.parameters(), before, strict=True):
+        assert np.array_equal(p.data, b0)

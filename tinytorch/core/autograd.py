@@ -132,9 +132,9 @@ def _product_like(like: npt.NDArray[Any], left: npt.NDArray[Any], right: npt.NDA
     """``left @ right``, laid out in memory like ``like`` (the input whose gradient it is).
 
     ``Linear`` multiplies by ``W.T``, a column-major view of the row-major weight. Computing that input's
-    gradient as ``(right^T @ left^T)^T`` (transposing the last two axes) gives a column-major result for the same BLAS cost, so after the
-    ``transpose`` rule the weight's gradient is row-major like the weight, and an optimizer's elementwise
-    update reads both arrays in the same order (mixed layouts make it about 10x slower).
+    gradient as ``(right^T @ left^T)^T`` (transposing the last two axes) gives a column-major result for the
+    same BLAS cost, so after the ``transpose`` rule the weight's gradient is row-major like the weight, and an
+    optimizer's elementwise update reads both arrays in the same order (mixed layouts make it about 10x slower).
     """
     product: npt.NDArray[Any]
     if like.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
@@ -573,7 +573,8 @@ def gradcheck(
         True when every entry of every checked Jacobian passes.
 
     Raises:
-        AssertionError: naming the input, the worst entry (output and input positions) and both values.
+        AssertionError: naming the input (``input 1``), the worst entry (its output and input positions as index
+            tuples, e.g. ``(2,)``) and both values (``analytical ...``, ``numerical ...``).
         ValueError: no input requires grad. TypeError: an input or the result of ``fn`` is not a Tensor.
 
     Example:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple, Self, overload
+from typing import Any, NamedTuple, Self, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,8 @@ import numpy.typing as npt
 from .tensor import Tensor
 
 # %% auto #0
-__all__ = ['Parameter', 'Module', 'Linear', 'Dropout', 'Sequential']
+__all__ = ['Parameter', 'Module', 'calculate_gain', 'uniform_', 'normal_', 'zeros_', 'ones_', 'xavier_uniform_', 'xavier_normal_',
+           'kaiming_uniform_', 'kaiming_normal_', 'Linear', 'Dropout', 'Sequential']
 
 # %% ../../source/03_layers/03_layers.ipynb #parameter
 class Parameter(Tensor):
@@ -312,6 +313,176 @@ class Module:
         return head + "\n  " + "\n  ".join(lines) + "\n)"
         ### END SOLUTION
 
+# %% ../../source/03_layers/03_layers.ipynb #init
+_T = TypeVar("_T", bound=Tensor)
+
+_LINEAR_GAIN_ONE = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for a nonlinearity (``torch.nn.init.calculate_gain``'s table).
+
+    ``"linear"``, the ``"conv*"`` names and ``"sigmoid"``: 1; ``"tanh"``: 5/3; ``"relu"``: sqrt(2);
+    ``"leaky_relu"``: sqrt(2 / (1 + negative_slope**2)) with ``negative_slope = param`` (0.01 when None);
+    ``"selu"``: 3/4. ``ValueError`` for any other name, or a ``param`` that is not an int or float (a bool
+    is refused). Deviation: PyTorch returns the int 1 for the first group; we return the float 1.0.
+    """
+    if nonlinearity in _LINEAR_GAIN_ONE or nonlinearity == "sigmoid":
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            negative_slope = 0.01
+        elif isinstance(param, int | float) and not isinstance(param, bool):
+            negative_slope = float(param)
+        else:
+            raise ValueError(f"negative_slope {param} not a valid number")
+        return math.sqrt(2.0 / (1 + negative_slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
+
+
+def _float_target(tensor: Tensor, name: str) -> npt.NDArray[np.floating[Any]]:
+    """``tensor.data`` after checking that ``tensor`` is a floating-point Tensor (the arrays we fill in place)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(tensor).__name__}")
+    if tensor.dtype.kind != "f":
+        raise TypeError(f"{name}: random initialization needs a floating-point tensor, got {tensor.dtype}")
+    return tensor.data
+
+
+def uniform_(tensor: _T, a: float = 0.0, b: float = 1.0, generator: np.random.Generator | None = None) -> _T:
+    """Fill ``tensor`` in place with values drawn from U(a, b); return it (``torch.nn.init.uniform_``).
+
+    The values are ``generator.uniform(a, b, tensor.shape)`` (float64) copied into the tensor's own array, so
+    its dtype (float32) and its memory are kept. ``generator``: a ``np.random.Generator`` (default: a fresh
+    ``np.random.default_rng()``). ``TypeError`` for a non-Tensor or a non-floating tensor.
+    """
+    data = _float_target(tensor, "uniform_")
+    gen = generator if generator is not None else np.random.default_rng()
+    np.copyto(data, gen.uniform(a, b, data.shape), casting="same_kind")
+    return tensor
+
+
+def normal_(tensor: _T, mean: float = 0.0, std: float = 1.0, generator: np.random.Generator | None = None) -> _T:
+    """Fill ``tensor`` in place with values drawn from N(mean, std**2); return it (``torch.nn.init.normal_``).
+
+    Same rules as ``uniform_``: ``generator.normal(mean, std, tensor.shape)`` copied into the tensor's array.
+    """
+    data = _float_target(tensor, "normal_")
+    gen = generator if generator is not None else np.random.default_rng()
+    np.copyto(data, gen.normal(mean, std, data.shape), casting="same_kind")
+    return tensor
+
+
+def zeros_(tensor: _T) -> _T:
+    """Fill ``tensor`` with 0 in place (any dtype) and return it (``torch.nn.init.zeros_``)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"zeros_: expected a Tensor, got {type(tensor).__name__}")
+    tensor.data.fill(0)
+    return tensor
+
+
+def ones_(tensor: _T) -> _T:
+    """Fill ``tensor`` with 1 in place (any dtype) and return it (``torch.nn.init.ones_``)."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"ones_: expected a Tensor, got {type(tensor).__name__}")
+    tensor.data.fill(1)
+    return tensor
+
+
+def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
+    """``(fan_in, fan_out)`` of a weight, as PyTorch computes them.
+
+    ``fan_in = shape[1] * receptive_field`` and ``fan_out = shape[0] * receptive_field``, where
+    ``receptive_field`` is the product of ``shape[2:]`` (1 for a 2-D weight). A ``Linear`` weight
+    ``(out, in)`` gives ``(in, out)``; a convolution weight ``(out_ch, in_ch, kh, kw)`` gives
+    ``(in_ch * kh * kw, out_ch * kh * kw)``. Returns Python ints.
+
+    Raises:
+        ValueError: ``tensor`` has fewer than 2 dimensions (PyTorch's message: "Fan in and fan out can not be
+            computed for tensor with fewer than 2 dimensions").
+    """
+    ### BEGIN SOLUTION
+    if tensor.ndim < 2:
+        raise ValueError("Fan in and fan out can not be computed for tensor with fewer than 2 dimensions")
+    receptive_field = math.prod(tensor.shape[2:])
+    return int(tensor.shape[1] * receptive_field), int(tensor.shape[0] * receptive_field)
+    ### END SOLUTION
+
+
+def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
+    """``fan_in`` or ``fan_out`` of ``tensor`` for ``mode`` ``"fan_in"``/``"fan_out"`` (any case), else ValueError."""
+    mode = mode.lower()
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of ['fan_in', 'fan_out']")
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def xavier_uniform_(tensor: _T, gain: float = 1.0, generator: np.random.Generator | None = None) -> _T:
+    """Glorot/Xavier uniform init in place: U(-b, b) with ``b = gain * sqrt(6 / (fan_in + fan_out))``."""
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    bound = math.sqrt(3.0) * std
+    return uniform_(tensor, -bound, bound, generator=generator)
+
+
+def xavier_normal_(tensor: _T, gain: float = 1.0, generator: np.random.Generator | None = None) -> _T:
+    """Glorot/Xavier normal init in place: N(0, std**2) with ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
+    return normal_(tensor, 0.0, std, generator=generator)
+
+
+def kaiming_uniform_(
+    tensor: _T,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: np.random.Generator | None = None,
+) -> _T:
+    """He/Kaiming uniform init in place (``torch.nn.init.kaiming_uniform_``); returns ``tensor``.
+
+    Draws from U(-bound, bound) with ``bound = gain * sqrt(3 / fan)``, where ``gain =
+    calculate_gain(nonlinearity, a)`` and ``fan = _calculate_correct_fan(tensor, mode)``; the values are
+    written with ``uniform_(tensor, -bound, bound, generator=generator)`` (so the tensor keeps its array and
+    dtype, and the draws are those of ``generator.uniform``). A tensor with a 0 in its shape is returned
+    unchanged (PyTorch also warns). ``Linear``'s default is ``a=math.sqrt(5)``: bound = 1/sqrt(fan_in).
+
+    Raises:
+        ValueError: fewer than 2 dimensions, an unknown ``mode`` or ``nonlinearity``.
+        TypeError: a tensor whose dtype is not floating (raised by ``uniform_``).
+    """
+    ### BEGIN SOLUTION
+    if 0 in tensor.shape:
+        return tensor
+    fan = _calculate_correct_fan(tensor, mode)
+    gain = calculate_gain(nonlinearity, a)
+    bound = math.sqrt(3.0) * gain / math.sqrt(fan)
+    return uniform_(tensor, -bound, bound, generator=generator)
+    ### END SOLUTION
+
+
+def kaiming_normal_(
+    tensor: _T,
+    a: float = 0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    generator: np.random.Generator | None = None,
+) -> _T:
+    """He/Kaiming normal init in place: N(0, std**2) with ``std = gain / sqrt(fan)`` (same ``gain`` and ``fan``
+    as ``kaiming_uniform_``; a tensor with a 0 in its shape is returned unchanged)."""
+    if 0 in tensor.shape:
+        return tensor
+    fan = _calculate_correct_fan(tensor, mode)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(fan)
+    return normal_(tensor, 0.0, std, generator=generator)
+
 # %% ../../source/03_layers/03_layers.ipynb #linear
 class Linear(Module):
     """A fully connected layer ``y = x @ weight.T + bias`` (like ``torch.nn.Linear``).
@@ -324,9 +495,10 @@ class Linear(Module):
             ``np.random.default_rng()``). Deviation: PyTorch uses its global generator.
 
     Attributes:
-        weight: Parameter of shape ``(out_features, in_features)``, float32, from U(-1/sqrt(in), 1/sqrt(in)).
+        weight: Parameter of shape ``(out_features, in_features)``, float32, from U(-1/sqrt(in), 1/sqrt(in)):
+            ``kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)``, as in PyTorch.
         bias: Parameter of shape ``(out_features,)``, float32, from the same distribution; or None.
-        Registered in the order ``weight``, ``bias``; the weight is drawn first.
+        Registered in the order ``weight``, ``bias``; the weight is drawn first, from the same generator.
 
     Raises:
         ValueError: ``in_features`` or ``out_features`` below 1 (PyTorch allows 0 with a warning).
@@ -355,11 +527,12 @@ class Linear(Module):
         self.out_features = int(out_features)
         ### BEGIN SOLUTION
         gen = generator if generator is not None else np.random.default_rng()
-        bound = 1.0 / math.sqrt(self.in_features)
-        shape = (self.out_features, self.in_features)
-        self.weight = Parameter(gen.uniform(-bound, bound, shape).astype(np.float32))
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=np.float32))
+        kaiming_uniform_(self.weight, a=math.sqrt(5), generator=gen)  # U(-1/sqrt(in), 1/sqrt(in))
         if bias:
-            self.bias = Parameter(gen.uniform(-bound, bound, (self.out_features,)).astype(np.float32))
+            bound = 1.0 / math.sqrt(self.in_features)
+            self.bias = Parameter(np.empty(self.out_features, dtype=np.float32))
+            uniform_(self.bias, -bound, bound, generator=gen)
         else:
             self.bias = None
         ### END SOLUTION
@@ -400,7 +573,7 @@ class Dropout(Module):
 
     Args:
         p: the probability of dropping an element, a number in [0, 1] (``ValueError`` otherwise); p = 1
-            gives zeros.
+            gives zeros, without a warning.
         generator: the ``np.random.Generator`` for the masks (default: a fresh ``np.random.default_rng()``);
             stored as ``self.generator``. Deviation: PyTorch uses its global generator.
 

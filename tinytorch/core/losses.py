@@ -8,7 +8,6 @@ __all__ = ['REDUCTIONS', 'log_softmax', 'mse_loss', 'cross_entropy', 'binary_cro
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from .activations import _float_data, _require_tensor
 from .tensor import Tensor, record_op
@@ -41,9 +40,9 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
         dim: the dimension whose exponentials sum to 1 (negative counts from the end; default -1).
 
     Returns:
-        A new Tensor of the same shape and dtype, all values <= 0 for finite input, finite for logits of
-        1e4 and more, with ``exp(result)`` summing to 1 along ``dim``. Recorded as op ``"log_softmax"`` with
-        ``output=`` the result's array and ``dim=`` saved.
+        A new Tensor of the same shape and dtype, all values <= 0 for finite input, finite (and computed
+        without NumPy warnings) for logits of 1e4 and more, with ``exp(result)`` summing to 1 along ``dim``.
+        Recorded as op ``"log_softmax"`` with ``output=`` the result's array and ``dim=`` saved.
 
     Raises:
         TypeError: if ``x`` is not a Tensor.
@@ -108,8 +107,9 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
         reduction: "mean" (default, 0-d), "sum" (0-d) or "none" (shape (N,)).
 
     Returns:
-        The loss in the input's floating dtype, finite for logits of 1e4. Built from ``log_softmax`` (op
-        ``"log_softmax"``), Tensor indexing (op ``"getitem"``), negation (op ``"neg"``) and ``_reduce``.
+        The loss in the input's floating dtype, finite (and computed without NumPy warnings) for logits of 1e4.
+        Built from ``log_softmax`` (op ``"log_softmax"``), Tensor indexing (op ``"getitem"``), negation (op
+        ``"neg"``) and ``_reduce``.
 
     Raises:
         TypeError: if ``input`` or ``target`` is not a Tensor, or ``target`` is not an integer dtype
@@ -160,9 +160,10 @@ def binary_cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean")
         reduction: "mean" (default, 0-d), "sum" (0-d) or "none" (input's shape).
 
     Returns:
-        The loss in the input's floating dtype, finite even for p of exactly 0 or 1 (at most 100 per element).
+        The loss in the input's floating dtype, finite even for p of exactly 0 or 1 (at most 100 per element),
+        computed without NumPy warnings.
         The per-element loss is recorded as op ``"binary_cross_entropy"`` with inputs ``(input,)`` and
-        ``target=`` the target array, then reduced with ``_reduce``.
+        ``target=`` the target array (in the input's floating dtype), then reduced with ``_reduce``.
 
     Raises:
         TypeError: if ``input`` or ``target`` is not a Tensor.
@@ -210,7 +211,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, reduction: s
     Returns:
         The loss in the input's floating dtype, finite for any finite logits, without warnings. The
         per-element loss is recorded as op ``"binary_cross_entropy_with_logits"`` with inputs ``(input,)``
-        and ``target=`` the target array, then reduced with ``_reduce``.
+        and ``target=`` the target array (in the input's floating dtype), then reduced with ``_reduce``.
 
     Raises:
         TypeError: if ``input`` or ``target`` is not a Tensor.

@@ -22,8 +22,8 @@ def _grad_array(param: Tensor) -> npt.NDArray[Any] | None:
 
     The array is laid out in memory like the parameter: when the parameter is C-contiguous and the gradient
     is not (a gradient assigned by hand, say; module 06 keeps gradients in their input's layout), it returns a
-    C-contiguous copy, so that the elementwise updates of a step read both arrays in the same order. Otherwise it returns
-    ``param.grad.data`` itself: never write into the result.
+    C-contiguous copy, so that the elementwise updates of a step read both arrays in the same order. Otherwise it
+    returns ``param.grad.data`` itself: never write into the result.
 
     Raises:
         ValueError: if the gradient's shape differs from the parameter's (naming both shapes).
@@ -132,7 +132,8 @@ class Optimizer:
         raise NotImplementedError(f"{type(self).__name__} does not define step()")
 
     def state_bytes(self) -> int:
-        """Total ``nbytes`` of the NumPy arrays in ``state`` (ints such as Adam's ``step`` count 0 bytes).
+        """Total ``nbytes`` of the NumPy arrays in ``state``, as a Python ``int`` (values that are not arrays, such as
+        Adam's ``step``, count 0 bytes).
 
         Example: SGD with momentum on a float32 (3, 4) weight has state_bytes() == 48 after its first step.
         """
@@ -304,7 +305,8 @@ class SGD(Optimizer):
 
         Reads the hyperparameters from each group. Updates ``p.data`` in place (same array object), creates
         ``state[p]["momentum_buffer"]`` on the first step when momentum != 0 (a copy of ``d``, in ``p``'s dtype)
-        and updates it in place afterwards. Never modifies ``p.grad``. Skips parameters without a gradient.
+        and updates it in place afterwards. Never modifies ``p.grad``. Skips parameters without a gradient. Raises
+        ``ValueError`` (from ``_grad_array``) for a gradient whose shape differs from its parameter's.
         """
         ### BEGIN SOLUTION
         for group in self.param_groups:
@@ -464,7 +466,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (``torch.optim.AdamW``; Loshchilov & Hutter, 2019).
 
     Same arguments and state as ``Adam``; ``weight_decay`` defaults to 1e-2. Each step first multiplies the
-    parameter by ``1 - lr * weight_decay`` (in place), then applies the Adam update with the plain gradient.
+    parameter by ``1 - lr * weight_decay`` (in place), then applies the Adam update with the plain gradient. Like
+    every step, it skips parameters without a gradient: they are not decayed either.
 
     Example:
         >>> w = Parameter([1.0]); w.grad = Tensor([0.0])

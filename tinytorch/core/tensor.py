@@ -212,7 +212,8 @@ class Tensor:
 
         Sets ``self.data`` (np.ndarray), ``self.requires_grad``, ``self.grad = None`` and
         ``self.grad_fn = None``. No copy when ``data`` is an array or Tensor that already has the dtype.
-        Raises ``TypeError`` for non-numeric data (strings, None, dicts, objects, ragged lists) or dtype,
+        Raises ``TypeError`` for non-numeric data (strings, complex numbers, None, dicts, objects, ragged
+        lists) or dtype,
         and for ``requires_grad=True`` with a non-floating dtype.
 
         >>> Tensor([1, 2]).dtype, Tensor([1.5]).dtype, Tensor([1.5], dtype=float64).dtype
@@ -254,7 +255,7 @@ class Tensor:
     # ---------------------------------------------------------------- B. properties and memory
     @property
     def shape(self) -> tuple[int, ...]:
-        """The size of each dimension, e.g. ``(2, 3)``; ``()`` for a 0-d (scalar) tensor."""
+        """The size of each dimension as a tuple of Python ints, e.g. ``(2, 3)``; ``()`` for a 0-d tensor."""
         ### BEGIN SOLUTION
         return tuple(self.data.shape)
         ### END SOLUTION
@@ -479,7 +480,7 @@ class Tensor:
         """The matrix product ``self @ other`` with ``np.matmul``'s rules (op ``matmul``).
 
         See the table in section D: vectors, matrices and batches (batch dims broadcast). Raises
-        ``ValueError`` naming both shapes: for 0-d operands, when the inner sizes differ
+        ``ValueError`` naming the op and both shapes: for 0-d operands, when the inner sizes differ
         (``"matmul: shapes (2, 3) and (4, 5) do not align (3 != 4)"``), and when batch dims do not
         broadcast. The dtype follows ``_result_dtype``.
         """
@@ -521,8 +522,8 @@ class Tensor:
         ### END SOLUTION
 
     def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
-        """Mean over ``dim`` (op ``mean``, saving ``dim`` and ``keepdim``); non-floating input gives
-        float32 (PyTorch refuses integer means)."""
+        """Mean over ``dim`` (op ``mean``, saving ``dim`` and ``keepdim``); floating dtypes are kept and
+        non-floating input gives float32 (PyTorch refuses integer means). ``IndexError`` for a dim out of range."""
         ### BEGIN SOLUTION
         dtype = self.dtype if self.dtype.kind == "f" else float32
         out = np.mean(self.data, axis=dim, keepdims=keepdim, dtype=dtype)
@@ -531,7 +532,7 @@ class Tensor:
 
     def max(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
         """The maximum over ``dim`` (op ``max``, saving ``dim``, ``keepdim`` and ``output``, the array of
-        maxima), same dtype.
+        maxima), same dtype. ``IndexError`` for a dim out of range.
 
         PyTorch's ``max(dim)`` returns a pair ``(values, indices)``; here ``max`` returns the values only,
         because every other reduction returns one tensor and the indices are ``argmax(dim)``.
@@ -579,7 +580,8 @@ class Tensor:
         ### END SOLUTION
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
-        """Swap dims ``dim0`` and ``dim1`` (a view) (op ``transpose``, saving ``dim0`` and ``dim1``)."""
+        """Swap dims ``dim0`` and ``dim1`` (a view; negative dims count from the end) (op ``transpose``,
+        saving ``dim0`` and ``dim1`` as given)."""
         ### BEGIN SOLUTION
         out = np.swapaxes(self.data, dim0, dim1)
         return record_op("transpose", out, (self,), dim0=dim0, dim1=dim1)

@@ -10,7 +10,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from .tensor import Tensor
 __all__ = ['CHECKPOINT_FORMAT', 'CHECKPOINT_VERSION', 'META_KEY', 'clip_grad_norm_', 'cosine_with_warmup', 'WarmupCosineLR',
            'NonFiniteError', 'count_nonfinite', 'describe_nonfinite', 'check_finite', 'Stateful', 'checkpoint_payload',
            'restore_payload', 'save_checkpoint', 'load_checkpoint', 'correct_count', 'evaluate', 'train_step',
-           'History', 'plot_history', 'fit']
+           'train_step_accumulated', 'History', 'plot_history', 'batch_groups', 'fit']
 
 # %% ../../source/08_training/08_training.ipynb #clip-grad-norm
 def clip_grad_norm_(
@@ -469,7 +469,9 @@ def load_checkpoint(
         raise ValueError(f"load_checkpoint: {os.fspath(path)} is a single .npy array, not a checkpoint")
     with archive:
         if META_KEY not in archive.files:
-            raise ValueError(f"load_checkpoint: {os.fspath(path)} has no {META_KEY!r} entry: not a tinytorch checkpoint")
+            raise ValueError(
+                f"load_checkpoint: {os.fspath(path)} has no {META_KEY!r} entry: not a tinytorch checkpoint"
+            )
         meta = json.loads(str(archive[META_KEY]))
         arrays = {key: archive[key] for key in archive.files if key != META_KEY}
     return restore_payload(meta, arrays, model, optimizer, scheduler)
@@ -536,7 +538,8 @@ def train_step(
     ``loss.backward()``; ``check_finite(loss, model, step)``; ``clip_grad_norm_(model.parameters(),
     max_grad_norm)`` if ``max_grad_norm`` is not None; ``optimizer.step()``.
 
-    Raises ``NonFiniteError`` (from ``check_finite``) before the optimizer step, so a bad update is never applied.
+    The gradients of the step stay in ``.grad`` afterwards (the next step's ``zero_grad`` clears them). Raises
+    ``NonFiniteError`` (from ``check_finite``) before the optimizer step, so a bad update is never applied.
     """
     ### BEGIN SOLUTION
     optimizer.zero_grad()
@@ -550,6 +553,54 @@ def train_step(
     return float(loss.data), logits
     ### END SOLUTION
 
+# %% ../../source/08_training/08_training.ipynb #train-step-accumulated
+def train_step_accumulated(
+    model: Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    optimizer: Optimizer,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    max_grad_norm: float | None = None,
+    step: int | None = None,
+) -> list[tuple[float, Tensor]]:
+    """One optimizer step on the gradients of several micro-batches; returns ``(loss, logits)`` per micro-batch.
+
+    In order: ``optimizer.zero_grad()``; for each ``(inputs, targets)`` in ``batches``: ``logits = model(inputs)``,
+    ``loss = loss_fn(logits, targets)``, ``(loss * (1 / len(batches))).backward()`` (the gradients add up over the
+    micro-batches); then ``check_finite(Tensor(losses), model, step)`` with ``losses`` the list of the micro-batch
+    losses as floats (one micro-batch: ``"loss is nan at step 3"``, as in ``train_step``; several:
+    ``"loss has 1 nan value at step 3"``); ``clip_grad_norm_(model.parameters(), max_grad_norm)`` if
+    ``max_grad_norm`` is not None; ``optimizer.step()``.
+
+    Returns the *unscaled* loss of each micro-batch as a Python float, with its logits **detached**
+    (``logits.detach()``): logits that still held their graph would keep every micro-batch's activations alive until
+    the step, the very memory accumulation is meant to save. With one micro-batch it does what ``train_step`` does
+    (the scale is 1).
+
+    Raises:
+        ValueError: ``batches`` is empty.
+        NonFiniteError: from ``check_finite``, before the optimizer step.
+
+    Example:
+        >>> results = train_step_accumulated(model, CrossEntropyLoss(), opt, [(x[:32], y[:32]), (x[32:], y[32:])])
+    """
+    if len(batches) == 0:
+        raise ValueError("train_step_accumulated: batches is empty")
+    ### BEGIN SOLUTION
+    optimizer.zero_grad()
+    scale = 1.0 / len(batches)
+    results: list[tuple[float, Tensor]] = []
+    for inputs, targets in batches:
+        logits = model(inputs)
+        loss = loss_fn(logits, targets)
+        (loss * scale).backward()
+        results.append((float(loss.data), logits.detach()))
+    check_finite(Tensor(np.array([loss for loss, _ in results], dtype=np.float32)), model, step)
+    if max_grad_norm is not None:
+        clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return results
+    ### END SOLUTION
+
 # %% ../../source/08_training/08_training.ipynb #08_training-code-30
 @dataclass
 class History:
@@ -557,7 +608,7 @@ class History:
 
     ``train_loss``/``train_acc``: sample-weighted means over the epoch's training batches (accuracy ``nan`` when
     the task is not classification); ``val_loss``/``val_acc``: ``evaluate`` on the validation loader (empty lists
-    without one); ``lr``: the learning rate of the first param group used by the epoch's last batch;
+    without one); ``lr``: the learning rate of the first param group used by the epoch's last optimizer step;
     ``epoch_time``: seconds per epoch (training and validation).
     """
 
@@ -605,6 +656,22 @@ def plot_history(history: History, path: str | os.PathLike[str] | None = None) -
         fig.savefig(os.fspath(path), dpi=100)
     return fig
 
+
+def batch_groups(loader: Iterable[Any], size: int) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """The ``(inputs, targets)`` batches of ``loader`` in consecutive groups of ``size``; the last group holds the
+    leftover batches when their number is not a multiple of ``size`` (never an empty group).
+
+    Example: 7 batches in groups of 3 -> groups of 3, 3 and 1 batches.
+    """
+    group: list[tuple[Tensor, Tensor]] = []
+    for inputs, targets in loader:
+        group.append((inputs, targets))
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
 # %% ../../source/08_training/08_training.ipynb #fit
 def fit(
     model: Module,
@@ -617,6 +684,7 @@ def fit(
     max_grad_norm: float | None = None,
     progress: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
+    accumulation_steps: int = 1,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and return the ``History``.
 
@@ -625,21 +693,28 @@ def fit(
         train_loader: yields ``(inputs, targets)`` batches (a ``DataLoader``); iterated once per epoch.
         val_loader: if given, ``evaluate`` runs on it after every epoch.
         epochs: the number of passes over ``train_loader`` (an int >= 0).
-        scheduler: if given, ``scheduler.step()`` is called after every optimizer step (once per batch).
-        max_grad_norm: passed to ``train_step`` (clip the total gradient norm).
+        scheduler: if given, ``scheduler.step()`` is called after every optimizer step.
+        max_grad_norm: passed to ``train_step_accumulated`` (clip the total norm of the accumulated gradient).
         progress: show a ``tqdm`` bar per epoch (loss and lr of each batch); ``False`` prints nothing.
         checkpoint: if given, a path where ``save_checkpoint`` writes model, optimizer, scheduler and
             ``epoch=epoch + 1, step=<global step>, history=dataclasses.asdict(history)`` after every epoch.
+        accumulation_steps: ``k``, the number of consecutive batches whose gradients make one optimizer step
+            (``train_step_accumulated`` on each group of ``k`` batches; 1 = one step per batch). When an epoch's
+            number of batches is not a multiple of ``k``, the leftover group of ``r < k`` batches at its end makes
+            one step too, with losses scaled by ``1 / r``.
 
     The model is in training mode for every training batch. ``step`` counts optimizer steps from 0 over the
-    whole run. Raises ``NonFiniteError`` (from ``train_step``) as soon as a loss, value or gradient is not finite,
-    and ``ValueError`` for a negative ``epochs``.
+    whole run. ``history.train_loss`` and ``train_acc`` are sample-weighted over every batch of the epoch (with
+    its unscaled loss). Raises ``NonFiniteError`` (from ``train_step_accumulated``) as soon as a loss, value or
+    gradient is not finite, and ``ValueError`` for a negative ``epochs`` or an ``accumulation_steps`` below 1.
 
     Example:
         >>> history = fit(model, CrossEntropyLoss(), Adam(model.parameters()), train_loader, val_loader, epochs=5)
     """
     if epochs < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    if accumulation_steps < 1:
+        raise ValueError(f"fit: accumulation_steps must be >= 1, got {accumulation_steps}")
     history = History()
     step = 0
     ### BEGIN SOLUTION
@@ -650,22 +725,23 @@ def fit(
         total_loss, correct, count, classified = 0.0, 0, 0, True
         lr = float(optimizer.param_groups[0]["lr"])
         with tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress) as bar:
-            for inputs, targets in train_loader:
+            for group in batch_groups(train_loader, accumulation_steps):
                 lr = float(optimizer.param_groups[0]["lr"])
-                loss, logits = train_step(model, loss_fn, optimizer, inputs, targets, max_grad_norm, step)
+                results = train_step_accumulated(model, loss_fn, optimizer, group, max_grad_norm, step)
                 if scheduler is not None:
                     scheduler.step()
                 step += 1
-                n = len(inputs)
-                total_loss += loss * n
-                right = correct_count(logits, targets)
-                if right is None:
-                    classified = False
-                else:
-                    correct += right
-                count += n
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+                for (loss, logits), (inputs, targets) in zip(results, group, strict=True):
+                    n = len(inputs)
+                    total_loss += loss * n
+                    right = correct_count(logits, targets)
+                    if right is None:
+                        classified = False
+                    else:
+                        correct += right
+                    count += n
+                bar.update(len(group))
+                bar.set_postfix(loss=f"{results[-1][0]:.4f}", lr=f"{lr:.2e}", refresh=False)
             history.train_loss.append(total_loss / count if count else math.nan)
             history.train_acc.append(correct / count if count and classified else math.nan)
             history.lr.append(lr)
