@@ -23,7 +23,8 @@ c.GenerateFeedback.preprocessors = [
 ]
 
 # Every grading kernel runs in a bubblewrap sandbox (course/sandbox.py): nbgrader's Execute
-# preprocessor is swapped for one that starts sandboxed kernels. COURSE_NO_SANDBOX=1 turns it off.
+# preprocessor is swapped for one that starts sandboxed kernels and checks that each test cell ran to its
+# end (course/execute.py). COURSE_NO_SANDBOX=1 turns the sandbox off.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
@@ -34,7 +35,7 @@ c.Autograde.sanitize_preprocessors = [
     "course.speed.SkipUngradedTail",  # the systems view after the last test cell is not run (course/speed.py)
 ]
 c.Autograde.autograde_preprocessors = [
-    "course.sandbox.SandboxedExecute",  # nbgrader.preprocessors.Execute, with sandboxed kernels
+    "course.execute.SandboxedExecute",  # nbgrader's Execute: sandboxed kernels, proofs, limits (course/execute.py)
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
@@ -45,5 +46,17 @@ c.Autograde.autograde_preprocessors = [
 
 # `nbgrader validate` (and JupyterLab's Validate button) start kernels on Unix sockets in a private
 # folder: over TCP, ipykernel warns the learner on every run about an unencrypted connection.
-# Grading kernels are started by course.sandbox, which builds on the same kernel manager.
+# Grading kernels always start in the sandbox: course.execute.SandboxedExecute ignores this setting.
 c.Execute.kernel_manager_class = "course.kernels.PrivateIpcKernelManager"
+
+# What student code may import and use (course/policy.py), checked before anything runs. Widen it for
+# every module or for one, e.g.:
+#   c.GradingPolicy.extra_imports = ["fractions"]
+#   c.GradingPolicy.module_imports = {"05_dataloader": ["gzip", "struct"]}
+c.GradingPolicy.extra_imports = []
+c.GradingPolicy.module_imports = {}
+# Limits of each notebook while grading (course/execute.py); memory and processes per submission are in
+# course/sandbox.py (Limits).
+c.SandboxedExecute.notebook_timeout = 180  # wall-clock seconds for the whole notebook (honest ones take seconds)
+c.SandboxedExecute.cell_output_bytes = 1024**2  # output kept per cell, the rest dropped as it arrives
+c.SandboxedExecute.notebook_output_bytes = 8 * 1024**2

@@ -1,35 +1,45 @@
-"""``course autograde``: every submission graded by nbgrader in a sandbox, in parallel, with a reason.
+"""``course autograde``: every submission checked, then graded by nbgrader in a sandbox, in parallel, with a reason.
 
-Each submission is graded by its own ``nbgrader autograde --student S`` process, so one
-broken submission cannot stop the others, and several run at once (SQLite takes concurrent
-writers from separate processes; a "database is locked" run is retried). Afterwards every
-submission is either "graded" or "needs attention", with the reason read from nbgrader's log
-and the graded notebook: a dead kernel, a cell past its time limit, deleted test cells.
+The student's code is treated as hostile. Before anything runs, each submission is checked as
+data (``course.submission``: regular files, a valid notebook, unique ids, locked cells present)
+and its cells against the code policy (``course.policy``); a submission that fails either is not
+run and needs attention, with the reason. The others are staged as clean copies and graded in
+batches, one ``nbgrader autograde`` process per batch, several at once (SQLite takes concurrent
+writers from separate processes; a "database is locked" run is retried). Kernels run sandboxed
+and every test cell must prove it ran to its end (``course.execute``). Each submission's result
+comes from the gradebook, its graded notebook and the status file the grader wrote for it,
+never from a stream a kernel can write to: "graded", or "needs attention" with the reason
+(a dead kernel, a cell or the notebook past its time limit, a test credited without proof).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from course import notebooks
+from course import notebooks, submission
+from course.execute import STATUS_ENV
 from course.grading import nbgrader
-from course.guard import suspicious_lines
 from course.learner import export_notebook
 from course.modules import Course, CourseError, Module, discover, resolve
+from course.policy import POLICY_URL, GradingPolicy, check_notebook, load_policy
 from course.sandbox import CUMULATIVE_ENV, NO_SANDBOX_ENV, sandbox_problem
 
 GRADED, ATTENTION = "graded", "needs attention"
 LOCKED_RETRIES = 3
+# Python 3.11's parser keeps its recursion depth in one place for all threads: ast.parse in two worker
+# threads at once fails ("AST constructor recursion depth mismatch"). Checking and exporting notebooks
+# takes milliseconds, so the batches' threads take turns.
+PARSING = threading.Lock()
 MAX_BATCH = 25
-SANITIZING = re.compile(r"Sanitizing .*/submitted/(?P<student>[^/]+)/")
-FAILED_FOR = re.compile(r"error processing assignment '[^']*' for student '(?P<student>[^']+)'")
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,9 @@ class Options:
 def submitted_students(course: Course, module: Module) -> list[str]:
     if not course.submitted.is_dir():
         return []
-    return sorted(p.name for p in course.submitted.iterdir() if (p / module.name).is_dir())
+    return sorted(
+        p.name for p in course.submitted.iterdir() if (p / module.name).is_dir() or (p / module.name).is_symlink()
+    )
 
 
 def gradebook_score(course: Course, assignment: str, student: str) -> tuple[float, float] | None:
@@ -74,53 +86,46 @@ def _notebook_name(module: Module) -> str:
     return f"{module.name}.ipynb"
 
 
-def _submission_problems(course: Course, module: Module, student: str) -> list[str]:
-    """What in the submitted notebook means a person should look at it, whatever its score."""
-    release = notebooks.read(course.release / module.name / _notebook_name(module))
-    submitted_path = course.submitted / student / module.name / _notebook_name(module)
-    if not submitted_path.is_file():
-        return [f"no {_notebook_name(module)} in the submission"]
-    submitted = notebooks.read(submitted_path)
-    problems: list[str] = []
-    suspicious = suspicious_lines(submitted, release)
-    if suspicious:
-        problems.append(f"review for tampering (the answers use {', '.join(suspicious)})")
-    expected = {notebooks.grade_id(cell) for cell in release.cells if notebooks.is_test(cell)}
-    deleted = expected - {notebooks.grade_id(c) for c in submitted.cells if notebooks.is_test(c)}
-    if deleted:
-        problems.append(f"test cells deleted: {', '.join(sorted(deleted))}")
-    return problems
+def _release(course: Course, module: Module) -> Any:
+    return notebooks.read(course.release / module.name / _notebook_name(module))
 
 
-def _run_problems(course: Course, module: Module, student: str, log: str) -> list[str]:
-    """What went wrong while the notebook ran, from nbgrader's log and the graded notebook."""
-    problems = _log_problems(log)
-    if FAILED_FOR.search(log):
-        problems.append("nbgrader could not finish grading it")
-    graded = course.autograded / student / module.name / _notebook_name(module)
-    if not graded.is_file():
-        return [*problems, "nbgrader wrote no graded notebook"]
-    errors = " ".join(str(o.get("ename")) for c in notebooks.read(graded).cells for o in c.get("outputs", []))
-    return problems + _log_problems(errors)
-
-
-KNOWN_FAILURES = {  # text in nbgrader's log or an error name in the graded notebook -> the reason
+REASONS = {  # what the grading status file says -> the reason a person reads
     "DeadKernelError": "the kernel died (a crash, os._exit or a memory limit)",
-    "Kernel died": "the kernel died (a crash, os._exit or a memory limit)",
     "CellTimeoutError": "a cell ran past the time limit",
-    "Timeout waiting for": "a cell ran past the time limit",
 }
 
 
-def _log_problems(text: str) -> list[str]:
-    return sorted({reason for marker, reason in KNOWN_FAILURES.items() if marker in text})
+def _status_problems(status: dict[str, Any] | None) -> list[str]:
+    """What went wrong while the notebook ran, as the grader's own Execute recorded it (course/execute.py)."""
+    if status is None:
+        return ["nbgrader could not finish grading it"]
+    problems = []
+    if status.get("error"):
+        problems.append(REASONS.get(status["error"], f"grading stopped: {status['error']}"))
+    if status.get("timeouts"):
+        problems.append(f"{REASONS['CellTimeoutError']} ({', '.join(status['timeouts'][:5])})")
+    if status.get("time_limit"):
+        problems.append("the notebook ran past its wall-clock limit (the cells after it got no points)")
+    if status.get("no_proof"):
+        problems.append(
+            "test cells reported as passed without proof that they ran to their end, given 0: "
+            + ", ".join(status["no_proof"][:5])
+        )
+    return problems
+
+
+def _graded_problems(course: Course, module: Module, student: str) -> list[str]:
+    graded = course.autograded / student / module.name / _notebook_name(module)
+    return [] if graded.is_file() else ["nbgrader wrote no graded notebook"]
 
 
 def build_own_package(course: Course, module: Module, student: str, target: Path) -> list[str]:
     """Export the student's submissions of the modules before ``module`` into ``target/tinytorch``.
 
     This is what cumulative grading imports instead of the reference package; returns the
-    problems that mean a person should look (a missing or unexportable earlier submission).
+    problems that mean a person should look (a missing, refused or unexportable earlier submission).
+    Each earlier notebook is checked as data first and exported from a clean copy.
     """
     problems: list[str] = []
     package = target / "tinytorch"
@@ -128,10 +133,16 @@ def build_own_package(course: Course, module: Module, student: str, target: Path
     for earlier in discover(course):
         if earlier.number >= module.number or not earlier.exports:
             continue
-        notebook = course.submitted / student / earlier.name / f"{earlier.name}.ipynb"
-        if not notebook.is_file():
+        if not (course.submitted / student / earlier.name / f"{earlier.name}.ipynb").exists():
             problems.append(f"cumulative grading: no submission of {earlier.name} to build on")
-        elif not export_notebook(notebook, earlier, package):
+            continue
+        checked = submission.check(course, earlier, student, _release(course, earlier))
+        if checked.notebook is None:
+            problems.append(f"cumulative grading: {earlier.name} refused ({'; '.join(checked.problems)})")
+            continue
+        staged = target / "staged" / earlier.name
+        submission.stage(checked, staged, earlier)
+        if not export_notebook(staged / f"{earlier.name}.ipynb", earlier, package):
             problems.append(f"cumulative grading: {earlier.name} could not be exported")
     return problems
 
@@ -144,61 +155,106 @@ def _kept(course: Course, module: Module, student: str) -> Submission:
     return Submission(student, module.name, GRADED, *score, reason=reason)
 
 
-def _log_by_student(log: str, students: list[str]) -> dict[str, str]:
-    """nbgrader's log of a batch, cut into each student's part (it grades them one after another)."""
-    parts: dict[str, list[str]] = {student: [] for student in students}
-    current: str | None = None
-    for line in log.splitlines():
-        starting = SANITIZING.search(line)
-        if starting and starting["student"] in parts:
-            current = starting["student"]
-        failed = FAILED_FOR.search(line)
-        if failed and failed["student"] in parts:
-            parts[failed["student"]].append(line)
-        elif current is not None:
-            parts[current].append(line)
-    return {student: "\n".join(lines) for student, lines in parts.items()}
+def _run_batch(course: Course, module: Module, staged: Path, options: Options, env: dict[str, str]) -> str:
+    """One ``nbgrader autograde`` process over the staged submissions; returns nbgrader's own log.
 
-
-def _run_batch(
-    course: Course, module: Module, students: list[str], options: Options, env: dict[str, str]
-) -> dict[str, str]:
-    """One ``nbgrader autograde`` process for ``students``; returns each student's part of its log."""
-    others = sorted(set(submitted_students(course, module)) - set(students))
-    args = ["autograde", module.name, f"--CourseDirectory.student_id_exclude={','.join(others)}"]
+    The log is used for nothing but a locked SQLite gradebook: kernels cannot write to it (their
+    output streams go nowhere), and per-student results come from the status files and the gradebook.
+    """
+    args = ["autograde", module.name, f"--CourseDirectory.submitted_directory={staged}"]
     result = nbgrader(course, *args, *(["--force"] if options.force else []), env=env)
-    return _log_by_student(result.stdout + result.stderr, students)
+    return result.stdout[-100_000:] + result.stderr[-100_000:]
 
 
-def _status(course: Course, module: Module, student: str, log: str, extra: list[str]) -> Submission:
+def _status(
+    course: Course, module: Module, student: str, status: dict[str, Any] | None, extra: list[str]
+) -> Submission:
     score = gradebook_score(course, module.name, student)
-    problems = _run_problems(course, module, student, log) + extra + _submission_problems(course, module, student)
+    problems = _status_problems(status) + _graded_problems(course, module, student) + extra
     problems = list(dict.fromkeys(problems))  # each reason once, in order
     if score is None:
         return Submission(student, module.name, ATTENTION, None, None, "; ".join(problems or ["no grade recorded"]))
     return Submission(student, module.name, ATTENTION if problems else GRADED, *score, reason="; ".join(problems))
 
 
+def _read_status(folder: Path, student: str) -> dict[str, Any] | None:
+    path = folder / f"{student}.json"
+    try:
+        status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return status
+
+
+def refused(module: Module, student: str, reasons: list[str], what: str) -> Submission:
+    shown = reasons[:5] + ([f"... and {len(reasons) - 5} more"] if len(reasons) > 5 else [])
+    return Submission(student, module.name, ATTENTION, None, None, f"{what}: " + "; ".join(shown))
+
+
+def screen(
+    course: Course, module: Module, student: str, release: Any, policy: GradingPolicy
+) -> submission.Checked | Submission:
+    """The checked submission, or the reason it is not run: not valid as data, or outside the code policy."""
+    checked = submission.check(course, module, student, release)
+    if checked.notebook is None:
+        return refused(module, student, checked.problems, "not graded, the submission was refused")
+    if policy.enabled:
+        violations = check_notebook(checked.notebook, release, policy.allowed_imports(module.name))
+        if violations:
+            return refused(
+                module, student, [str(v) for v in violations], f"not run, outside the code policy ({POLICY_URL})"
+            )
+    return checked
+
+
 def grade_batch(course: Course, module: Module, students: list[str], options: Options) -> list[Submission]:
     """Grade ``students`` with one nbgrader process (its start-up, about 4 s, is paid once per batch).
 
-    A student whose grading hit a locked SQLite gradebook is graded again on their own.
+    Each submission is checked as data and against the code policy first; nbgrader grades clean
+    copies of those that pass, staged in a private folder. A student whose grading hit a locked
+    SQLite gradebook is graded again on their own.
     """
-    with tempfile.TemporaryDirectory(prefix="tt-own-") as own:
-        env = {} if options.sandbox else {NO_SANDBOX_ENV: "1"}
-        extra: dict[str, list[str]] = {student: [] for student in students}
+    release, policy = _release(course, module), load_policy(course.root)
+    results: list[Submission] = []
+    with tempfile.TemporaryDirectory(prefix="tt-grading-") as private:
+        work = Path(private)
+        staged, status_dir, own = work / "submitted", work / "status", work / "own"
+        status_dir.mkdir()
+        runnable: list[str] = []
+        with PARSING:
+            screens = {student: screen(course, module, student, release, policy) for student in students}
+        for student in students:
+            screened = screens[student]
+            if isinstance(screened, Submission):
+                results.append(screened)
+            else:
+                submission.stage(screened, staged / student / module.name, module)
+                runnable.append(student)
+        if not runnable:
+            return results
+        env = {STATUS_ENV: str(status_dir), **({} if options.sandbox else {NO_SANDBOX_ENV: "1"})}
+        extra: dict[str, list[str]] = {student: [] for student in runnable}
         if options.cumulative:
-            for student in students:
-                extra[student] = build_own_package(course, module, student, Path(own) / student)
-            env[CUMULATIVE_ENV] = own  # the sandbox puts <own>/<student> first on the kernel's path
-            if not options.sandbox and len(students) == 1:
-                env["PYTHONPATH"] = str(Path(own) / students[0])
-        logs = _run_batch(course, module, students, options, env)
+            with PARSING:
+                for student in runnable:
+                    extra[student] = build_own_package(course, module, student, own / student)
+            env[CUMULATIVE_ENV] = str(own)  # the sandbox puts <own>/<student> first on the kernel's path
+            if not options.sandbox and len(runnable) == 1:
+                env["PYTHONPATH"] = str(own / runnable[0])
+        log = _run_batch(course, module, staged, options, env)
         for _ in range(LOCKED_RETRIES):
-            locked = [student for student in students if "database is locked" in logs[student]]
+            if "database is locked" not in log:
+                break
+            locked = [s for s in runnable if gradebook_score(course, module.name, s) is None]
+            if not locked:
+                break
+            log = ""
             for student in locked:
-                logs[student] = _run_batch(course, module, [student], replace(options, force=True), env)[student]
-    return [_status(course, module, student, logs[student], extra[student]) for student in students]
+                alone = work / f"alone-{student}"
+                shutil.copytree(staged / student, alone / student)
+                log += _run_batch(course, module, alone, replace(options, force=True), env)
+        statuses = {student: _read_status(status_dir, student) for student in runnable}
+    return results + [_status(course, module, student, statuses[student], extra[student]) for student in runnable]
 
 
 def _batches(students: list[str], workers: int, options: Options) -> list[list[str]]:

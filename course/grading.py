@@ -56,6 +56,17 @@ def release(course: Course, keys: list[str] | None = None) -> list[str]:
 def feedback(course: Course, key: str, student: str | None = None, *, force: bool = False) -> Path:
     """Write feedback HTML (hidden tests scrubbed, see ``course.feedback``) for graded submissions."""
     module = resolve(course, key)
+    linked = [
+        path.relative_to(course.root)
+        for folder in sorted(course.autograded.glob(f"{student or '*'}/{module.name}"))
+        for path in [folder, *folder.rglob("*")]
+        if path.is_symlink() or not (path.is_dir() or path.is_file())
+    ]
+    if linked:  # left by an older grader: nbgrader would copy what they point to into the feedback
+        raise CourseError(
+            f"Refusing to write feedback: {', '.join(map(str, linked[:3]))} in autograded/ are links or special "
+            "files. Grade those submissions again with `course autograde --force`, which copies only the notebook."
+        )
     args = ["generate_feedback", module.name] + (["--student", student] if student else [])
     result = nbgrader(course, *args, *(["--force"] if force else []))
     if result.returncode != 0:

@@ -8,11 +8,11 @@ test pass. Two defences, neither of which a student can see in the release:
   that records the functions and hooks the tests rely on, and starts every test cell with a
   call that fails the cell if any of them was replaced. The guard's name is random per run.
 * ``suspicious_lines`` reads the student's cells for the tools such tampering needs (``builtins``,
-  ``sys.settrace``, ``set_custom_exc``, ``ast_transformers``, ...); the course tool reports such
-  a submission as needing attention, so a person looks at it, whatever its score.
+  ``sys.settrace``, ``set_custom_exc``, ``ast_transformers``, ...), a quick report for a person.
 
-In-process checks can never be perfect against a determined attacker; together with the
-sandbox they make cheating visible rather than silent.
+In-process checks can never be perfect against a determined attacker. They are the last of four
+layers: the code policy refuses such code before it runs (``course.policy``), every test cell must
+prove it ran to its end (``course.execute``), and the sandbox bounds what the code can reach.
 """
 
 from __future__ import annotations

@@ -37,5 +37,6 @@ def test_cumulative_mode_grades_against_the_students_own_earlier_modules(scratch
 
     own = {s.student: s for s in autograde(course, activations, options=Options(force=True, cumulative=True))}
     assert own["whole"].score == 100.0 and own["whole"].status == "graded"
-    assert own["no-tensor"].score == 0.0, "their own 01 is the untouched stub, so 02 cannot work"
+    # Their own 01 is the untouched stub, so 02 cannot work: only a test that needs no Tensor (reprs) passes.
+    assert own["no-tensor"].score is not None and own["no-tensor"].score < 10.0, own["no-tensor"]
     assert own["only-02"].status == "needs attention" and "no submission of 01_tensor" in own["only-02"].reason
