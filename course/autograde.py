@@ -21,8 +21,8 @@ from typing import Any
 from course import notebooks
 from course.grading import nbgrader
 from course.guard import suspicious_lines
-from course.learner import export_notebook
 from course.modules import Course, CourseError, Module, discover, resolve
+from course.package import export_notebook, write_namespaces
 from course.sandbox import CUMULATIVE_ENV, NO_SANDBOX_ENV, sandbox_problem
 
 GRADED, ATTENTION = "graded", "needs attention"
@@ -125,6 +125,7 @@ def build_own_package(course: Course, module: Module, student: str, target: Path
     problems: list[str] = []
     package = target / "tinytorch"
     package.mkdir(parents=True)
+    write_namespaces(course, package)
     for earlier in discover(course):
         if earlier.number >= module.number or not earlier.exports:
             continue

@@ -9,8 +9,8 @@ from conftest import REPO, fill_in, run_course
 from nbclient import NotebookClient
 
 from course import notebooks
-from course.learner import export_notebook
 from course.modules import Course, discover
+from course.package import export_notebook
 
 
 def imported_file(course: Course, module: str) -> str:
