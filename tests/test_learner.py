@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from conftest import REPO, fill_in, run_course
+from helpers import REPO, fill_in, run_course
 from nbclient import NotebookClient
 
 from course import notebooks

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
 import tinytorch as tt
 from course.modules import Course, discover
 from course.package import NAMESPACES, export_notebook, write_namespaces
 
-ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = [
     (namespace, package_module, name)
     for namespace, modules in NAMESPACES.items()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 from nbclient import NotebookClient
 
 from course import notebooks

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ROOT, region_lines
+from helpers import REPO, ROOT, region_lines
 
 from course import notebooks
 from course.grading import nbgrader
