@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install tinytorch, the course tool and the dev tools
 
-build: install  ## export tinytorch/ with nbdev and release/ with nbgrader from source/
-	$(BIN)/nbdev-export
+build: install  ## export tinytorch/ (course build-package, through nbdev) and release/ (nbgrader) from source/
+	$(BIN)/course build-package
 	$(BIN)/course release
 
 demo: build  ## play a small class through release, autograde, feedback and report

@@ -28,8 +28,8 @@ from typing import Any
 from course import notebooks, submission
 from course.execute import STATUS_ENV
 from course.grading import nbgrader
-from course.learner import export_notebook
 from course.modules import Course, CourseError, Module, discover, resolve
+from course.package import export_notebook, write_namespaces
 from course.policy import POLICY_URL, GradingPolicy, check_notebook, load_policy
 from course.sandbox import CUMULATIVE_ENV, NO_SANDBOX_ENV, sandbox_problem
 
@@ -130,6 +130,7 @@ def build_own_package(course: Course, module: Module, student: str, target: Path
     problems: list[str] = []
     package = target / "tinytorch"
     package.mkdir(parents=True)
+    write_namespaces(course, package)
     for earlier in discover(course):
         if earlier.number >= module.number or not earlier.exports:
             continue

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from course import autograde, grading, learner
 from course.modules import Course, CourseError, discover, find_course, resolve
+from course.package import build_package
 
 
 def _start(course: Course, args: argparse.Namespace) -> int:
@@ -55,6 +56,12 @@ def _list(course: Course, args: argparse.Namespace) -> int:
             else (f"{'passed' if check.all_passed else 'FAILED'}: {check.passed} of {check.total} cells, {check.when}")
         )
         print(columns.format(module.name, module.package_module or "", started, exported, last))
+    return 0
+
+
+def _build_package(course: Course, args: argparse.Namespace) -> int:
+    written = build_package(course)
+    print(f"built tinytorch/ from source/: {len(written)} files")
     return 0
 
 
@@ -160,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("check", _check, "run a module's visible tests against your exported package").add_argument("module")
     add("list", _list, "list the modules and which ones you started and exported")
+    add("build-package", _build_package, "export every source notebook into the reference package, tinytorch/")
     add("release", _release, "generate student notebooks in release/ with nbgrader").add_argument(
         "modules", nargs="*", help="modules to release (default: all)"
     )

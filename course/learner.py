@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +15,8 @@ from nbclient import NotebookClient
 from course import notebooks
 from course.kernels import PrivateIpcKernelManager
 from course.modules import Course, CourseError, Module, discover, prerequisites, resolve
+from course.package import export_notebook, write_namespaces
 
-PACKAGE_DOC = '"""Your own tinytorch, exported from your notebooks by `course export`."""\n'
 CHECK_CELL_TIMEOUT = 120
 
 
@@ -54,11 +53,12 @@ def _require_prerequisites(course: Course, module: Module) -> None:
 
 
 def _ensure_package_root(course: Course) -> None:
-    """Make ``notebooks/tinytorch`` a package, so notebooks there import the learner's code first."""
-    course.learner_package.mkdir(parents=True, exist_ok=True)
-    init = course.learner_package / "__init__.py"
-    if not init.exists():
-        init.write_text(PACKAGE_DOC, encoding="utf-8")
+    """Make ``notebooks/tinytorch`` a package, so notebooks there import the learner's code first.
+
+    Its namespaces (``tinytorch.nn``, ``tinytorch.optim``, ...) are written each time, as in the reference
+    package; they are generated, never the learner's work.
+    """
+    write_namespaces(course, course.learner_package)
 
 
 def start(course: Course, key: str, *, ignore_prerequisites: bool = False) -> str:
@@ -89,28 +89,6 @@ def _started_modules(course: Course) -> list[Module]:
     return [m for m in discover(course) if working_copy(course, m).is_file()]
 
 
-EXPORT_TARGET = re.compile(r"^#\|[ \t]*(?:default_exp|export|exporti|exports)[ \t]+(?P<target>\S+)", re.MULTILINE)
-
-
-def export_notebook(notebook: Path, module: Module, package_root: Path) -> bool:
-    """nbdev-export one module's notebook into the ``tinytorch`` folder ``package_root``.
-
-    Refuses (returns False) a notebook whose nbdev directives name another module than
-    ``module`` exports, so an edited notebook cannot write files elsewhere.
-    """
-    from nbdev.export import nb_export
-
-    code = "\n".join(cell.source for cell in notebooks.read(notebook).cells if cell.cell_type == "code")
-    if any(match["target"] != module.exports for match in EXPORT_TARGET.finditer(code)):
-        return False
-    nb_export(str(notebook), lib_path=str(package_root))
-    exported = module.exported_file(package_root)
-    if exported is None or not exported.is_file():
-        return False
-    _add_init_files(package_root, exported.parent)
-    return True
-
-
 def export(course: Course, key: str | None = None) -> list[str]:
     """Export working copies into ``notebooks/tinytorch``; returns the package modules written."""
     modules = [resolve(course, key)] if key else _started_modules(course)
@@ -127,17 +105,6 @@ def export(course: Course, key: str | None = None) -> list[str]:
             )
         written.append(str(module.package_module))
     return written
-
-
-def _add_init_files(package_root: Path, folder: Path) -> None:
-    init = package_root / "__init__.py"
-    if not init.exists():
-        init.write_text(PACKAGE_DOC, encoding="utf-8")
-    while folder != package_root and package_root in folder.parents:
-        init = folder / "__init__.py"
-        if not init.exists():
-            init.write_text("", encoding="utf-8")
-        folder = folder.parent
 
 
 @dataclass(frozen=True)

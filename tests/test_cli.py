@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, run_course
+from helpers import REPO, run_course
 
 from course.modules import Course, discover, prerequisites, resolve
 

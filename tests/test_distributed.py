@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import nbformat
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from course import notebooks
 from course.authoring import convert_draft

@@ -6,7 +6,7 @@ import html
 import re
 
 import pytest
-from conftest import REPO, region_lines
+from helpers import REPO, region_lines
 
 from course import notebooks
 from course.autograde import autograde

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from course import notebooks
 from course.autograde import Options, autograde

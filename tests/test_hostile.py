@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from course import notebooks
 from course.authoring import convert_draft

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
-from conftest import REPO, fill_in, run_course
+from helpers import REPO, fill_in, run_course
 from nbclient import NotebookClient
 
 from course import notebooks
-from course.learner import export_notebook
 from course.modules import Course, discover
+from course.package import export_notebook
 
 
 def imported_file(course: Course, module: str) -> str:

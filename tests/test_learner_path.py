@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, fill_in, learner_course, run_course
+from helpers import REPO, fill_in, learner_course, run_course
 
 from course.modules import Course, Module, discover
 

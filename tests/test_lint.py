@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -40,3 +41,15 @@ def test_notebook_code_is_typed() -> None:
     """Every function in a source notebook, test and measurement helpers included, passes mypy (via nbqa)."""
     result = run("nbqa", "mypy", "source")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_test_module_imports_another() -> None:
+    """Tests share code through tests/helpers.py and fixtures, never by importing a test module or conftest.py."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "conftest" or n.startswith("test_")]
+    assert not offenders, offenders

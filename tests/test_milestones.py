@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, ROOT, fill_in, learner_course, run_course
+from helpers import REPO, ROOT, fill_in, learner_course, run_course
 
 from course.milestones import discover_milestones
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPO, ROOT
+from helpers import REPO, ROOT
 
 from course import notebooks
 from course.modules import discover
