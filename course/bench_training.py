@@ -24,10 +24,9 @@ from statistics import median
 import numpy as np
 import numpy.typing as npt
 
-from tinytorch.core.activations import ReLU
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.dataloader import DataLoader, TensorDataset, load_digits
-from tinytorch.core.layers import Linear, Sequential
+from tinytorch.core.layers import Linear, ReLU, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import Tensor

@@ -16,6 +16,7 @@ import nbformat
 DEFAULT_EXP = re.compile(r"^#\|\s*default_exp\s+(?P<module>[\w.]+)", re.MULTILINE)
 TINYTORCH_IMPORT = re.compile(r"^\s*(?:from|import)\s+tinytorch\.(?P<module>[\w.]+)", re.MULTILINE)
 MODULE_DIR = re.compile(r"^(?P<number>\d\d)_(?P<title>\w+)$")
+TYPE_CHECKING_IF = re.compile(r"^\s*if\s+(?:typing\.)?TYPE_CHECKING\s*:\s*(?:#.*)?$")
 
 
 class CourseError(Exception):
@@ -148,8 +149,29 @@ def prerequisites(course: Course, module: Module) -> list[Module]:
 
 
 def imports_of(code: str) -> tuple[str, ...]:
-    """The ``tinytorch`` submodules that ``code`` imports, e.g. ``("core.layers",)``."""
-    return tuple(sorted({m["module"] for m in TINYTORCH_IMPORT.finditer(code)}))
+    """The ``tinytorch`` submodules that ``code`` imports, e.g. ``("core.layers",)``.
+
+    Imports inside an ``if TYPE_CHECKING:`` block are left out: they are read by type checkers only, never run,
+    so they are no prerequisite (module 02 names module 03's activation classes that way for mypy).
+    """
+    return tuple(sorted({m["module"] for m in TINYTORCH_IMPORT.finditer(_without_type_checking_blocks(code))}))
+
+
+def _without_type_checking_blocks(code: str) -> str:
+    """``code`` without the lines of each ``if TYPE_CHECKING:`` block (the ``if`` line and its indented body)."""
+    kept: list[str] = []
+    block_indent: int | None = None
+    for line in code.splitlines():
+        indent = len(line) - len(line.lstrip())
+        if block_indent is not None:
+            if not line.strip() or indent > block_indent:
+                continue
+            block_indent = None
+        if TYPE_CHECKING_IF.match(line):
+            block_indent = indent
+            continue
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def providers(course: Course, imports: tuple[str, ...]) -> list[Module]:

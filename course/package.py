@@ -33,8 +33,7 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "core.autograd": "no_grad enable_grad",
     },
     "tinytorch.nn": {
-        "core.layers": "Module Parameter Linear Dropout Sequential",
-        "core.activations": "ReLU Sigmoid Tanh GELU Softmax",
+        "core.layers": "Module Parameter Linear Dropout Sequential ReLU Sigmoid Tanh GELU Softmax",
         "core.losses": "MSELoss CrossEntropyLoss BCELoss BCEWithLogitsLoss",
     },
     "tinytorch.nn.functional": {

@@ -16,9 +16,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from milestone import plt, start
 
-from tinytorch.core.activations import Tanh
 from tinytorch.core.autograd import no_grad
-from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.core.layers import Linear, Module, Sequential, Tanh
 from tinytorch.core.losses import BCEWithLogitsLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import Tensor

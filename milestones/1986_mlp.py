@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 from milestone import start
 
-from tinytorch.core.activations import ReLU
 from tinytorch.core.dataloader import DataLoader, TensorDataset, load_digits, random_split
-from tinytorch.core.layers import Linear, Sequential
+from tinytorch.core.layers import Linear, ReLU, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import Tensor

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinytorch.core.activations import GELU, ReLU, Sigmoid, Softmax, Tanh, gelu, relu, sigmoid, softmax, tanh
+from tinytorch.core.activations import gelu, relu, sigmoid, softmax, tanh
+from tinytorch.core.layers import GELU, Module, ReLU, Sigmoid, Softmax, Tanh
 from tinytorch.core.tensor import Tensor
 
 LARGE = st.floats(-1e4, 1e4, width=32)
@@ -90,7 +91,19 @@ def test_module_classes_follow_pytorch() -> None:
     assert repr(GELU()) == "GELU(approximate='none')" and repr(Softmax(dim=1)) == "Softmax(dim=1)"
     for module, function in ((ReLU(), relu), (Sigmoid(), sigmoid), (Tanh(), tanh), (GELU(), gelu)):
         np.testing.assert_array_equal(module(x).data, function(x).data)
-        assert module.parameters() == []
+        assert isinstance(module, Module) and list(module.parameters()) == []
+
+
+def test_the_module_classes_keep_their_old_path() -> None:
+    """The classes live in module 03 (they are Modules); module 02's path finds them there (PEP 562)."""
+    import tinytorch.core.activations as activations
+    from tinytorch.core.activations import ReLU as Relu02
+
+    assert Relu02 is ReLU and activations.GELU is GELU and activations.Softmax is Softmax
+    assert {"ReLU", "Sigmoid", "Tanh", "GELU", "Softmax"} <= set(dir(activations))
+    assert "ReLU" not in activations.__all__, "star imports of module 02 never need module 03"
+    with pytest.raises(AttributeError, match="Rlu"):
+        activations.Rlu  # type: ignore[attr-defined]  # noqa: B018
 
 
 def test_against_pytorch_when_installed() -> None:

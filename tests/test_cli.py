@@ -10,7 +10,7 @@ from pathlib import Path
 
 from helpers import REPO, run_course
 
-from course.modules import Course, discover, prerequisites, resolve
+from course.modules import Course, discover, imports_of, prerequisites, resolve
 
 
 def test_unknown_module_names_the_modules_that_exist(scratch_course: Course) -> None:
@@ -34,7 +34,18 @@ def test_prerequisites_come_from_the_notebook_imports() -> None:
     tensor, activations = discover(REPO)[:2]
     assert tensor.exports == "core.tensor" and activations.exports == "core.activations"
     assert prerequisites(REPO, tensor) == []
-    assert prerequisites(REPO, activations) == [tensor]
+    assert prerequisites(REPO, activations) == [tensor], "02's `if TYPE_CHECKING:` import of 03 is no prerequisite"
+    layers, losses = discover(REPO)[2:4]
+    assert prerequisites(REPO, losses) == [tensor, activations, layers], "04's loss classes are Modules"
+
+
+def test_type_checking_imports_are_no_prerequisites() -> None:
+    code = (
+        "from tinytorch.core.tensor import Tensor\nif TYPE_CHECKING:  # mypy\n"
+        "    from tinytorch.core.layers import ReLU\n"
+        "\n    from tinytorch.core.losses import MSELoss\nx = 1\nfrom tinytorch.core.dataloader import DataLoader\n"
+    )
+    assert imports_of(code) == ("core.dataloader", "core.tensor")
 
 
 def test_autograde_without_submissions_explains(scratch_course: Course) -> None:

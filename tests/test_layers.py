@@ -10,13 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinytorch.core.activations import ReLU, Tanh
+from tinytorch.core.activations import relu as relu_function
 from tinytorch.core.layers import (
+    GELU,
     Dropout,
     Linear,
     Module,
     Parameter,
+    ReLU,
     Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
     _calculate_correct_fan,
     _calculate_fan_in_and_fan_out,
     calculate_gain,
@@ -66,8 +71,10 @@ def test_named_parameters_in_nested_sequentials() -> None:
     model = make_model()
     assert [id(p) for p in model.parameters()] == [id(p) for _, p in model.named_parameters()]
     assert next(n for n, _ in model.named_parameters(prefix="net")) == "net.0.scale"
-    assert [n for n, _ in model[0].named_parameters(recurse=False)] == ["scale"]  # type: ignore[attr-defined]
-    assert [n for n, _ in model.named_modules()] == ["", "0", "0.fc1", "0.body", "0.body.0", "0.body.2", "2", "2.0"]
+    assert [n for n, _ in model[0].named_parameters(recurse=False)] == ["scale"]
+    assert [n for n, _ in model.named_modules()] == [
+        "", "0", "0.fc1", "0.body", "0.body.0", "0.body.1", "0.body.2", "1", "2", "2.0"
+    ], "activations are modules too"
 
 
 def test_parameters_are_registered_in_assignment_order_and_only_parameters() -> None:
@@ -99,7 +106,7 @@ def test_a_shared_layer_counts_once() -> None:
     params = list(model.parameters())
     assert len(params) == 2 and params[0] is shared.weight and params[1] is shared.bias
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias"]
-    assert len(list(model.modules())) == 2
+    assert len(list(model.modules())) == 3, "the Sequential, the shared Linear once, the ReLU"
     assert sum(p.numel() for p in model.parameters()) == 12
 
 
@@ -455,12 +462,44 @@ def test_sequential() -> None:
     with pytest.raises(IndexError):
         model[3]
     assert Sequential()(x) is x
-    assert list(model._modules) == ["0", "2"]
-    with pytest.raises(TypeError):
-        Sequential(l1, "relu")
+    assert list(model._modules) == ["0", "1", "2"], "every layer is a registered Module"
+
+    class HasForward:
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
+    for bad in ("relu", HasForward(), relu_function):
+        with pytest.raises(TypeError, match="layer 1"):
+            Sequential(l1, bad)
     assert repr(Sequential(Linear(3, 2), ReLU())) == (
         "Sequential(\n  (0): Linear(in_features=3, out_features=2, bias=True)\n  (1): ReLU()\n)"
     )
+
+
+# --------------------------------------------------------------------------- one object model
+
+
+def _activation_and_loss_modules() -> list[Module]:
+    from tinytorch.core.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+
+    return [ReLU(), Sigmoid(), Tanh(), GELU(), GELU("tanh"), Softmax(dim=0), MSELoss(), CrossEntropyLoss("sum"),
+            BCELoss("none"), BCEWithLogitsLoss()]
+
+
+@pytest.mark.parametrize("module", _activation_and_loss_modules(), ids=repr)
+def test_every_activation_and_loss_is_a_module(module: Module) -> None:
+    """Calling, parameters(), train()/eval(), zero_grad(), state_dict() and the repr are Module's, defined once."""
+    assert isinstance(module, Module)
+    for name in ("__call__", "parameters", "train", "eval", "zero_grad", "state_dict", "__repr__"):
+        assert getattr(type(module), name) is getattr(Module, name), f"{type(module).__name__}.{name} is Module's"
+    assert list(module.parameters()) == [] and module.state_dict() == {} and list(module.children()) == []
+    assert module.training and module.eval() is module and not module.training
+    assert module.train() is module and module.training
+    module.zero_grad()
+    model = Sequential(Linear(3, 3, generator=np.random.default_rng(0)), module)
+    assert list(model._modules.values())[1] is module
+    model.eval()
+    assert not module.training, "eval() on a container reaches its activations and losses"
 
 
 # --------------------------------------------------------------------------- state dicts

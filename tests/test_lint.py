@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers import ROOT
 
@@ -30,6 +31,30 @@ def test_milestones_are_mypy_strict() -> None:
         env={**os.environ, "MYPYPATH": str(ROOT / "milestones")},  # the scripts import milestone.py beside them
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MODELS = """
+from tinytorch import nn
+from tinytorch.core.activations import Tanh
+from tinytorch.core.layers import Linear, Module, Sequential
+from tinytorch.core.losses import CrossEntropyLoss
+
+model = Sequential(Linear(4, 8), nn.ReLU(), Linear(8, 8), Tanh(), nn.GELU(approximate="tanh"), Linear(8, 3))
+layers: list[Module] = [*model, nn.Softmax(dim=1), CrossEntropyLoss(), nn.MSELoss(reduction="sum")]
+"""
+
+
+def test_activations_and_losses_are_modules_to_mypy(tmp_path: Path) -> None:
+    """``Sequential(Linear, ReLU, Linear)`` type-checks without ignores, through every import path; a function
+    where a Module belongs is an error mypy reports."""
+    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
+    good.write_text(MODELS)
+    bad.write_text("from tinytorch.nn import Linear, Sequential\nfrom tinytorch.nn.functional import relu\n"
+                   "Sequential(Linear(2, 2), relu)\n")
+    result = run("mypy", "--strict", "--no-incremental", str(good))
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run("mypy", "--strict", "--no-incremental", str(bad))
+    assert result.returncode == 1 and '"Sequential" has incompatible type' in result.stdout, result.stdout
 
 
 def test_ruff() -> None:

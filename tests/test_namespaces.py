@@ -103,10 +103,15 @@ def test_a_package_with_only_01_and_02_imports_and_names_what_is_missing(tmp_pat
         import tinytorch.nn, tinytorch.nn.functional, tinytorch.nn.init, tinytorch.optim
         import tinytorch.optim.lr_scheduler, tinytorch.utils.data
         print("from", tt.__file__)
-        print(tt.nn.functional.relu(tt.tensor([-1.0, 2.0])).tolist(), repr(tt.nn.ReLU()))
-        print("Linear" in dir(tt.nn), "ReLU" in dir(tt.nn))
+        import tinytorch.core.activations as activations
+        print(tt.nn.functional.relu(tt.tensor([-1.0, 2.0])).tolist(), "relu" in dir(tt.nn.functional))
+        print("Linear" in dir(tt.nn), "ReLU" in dir(tt.nn), "ReLU" in dir(activations))
         try:
             tt.nn.Linear
+        except ImportError as error:
+            print("missing:", error)
+        try:
+            from tinytorch.core.activations import ReLU
         except ImportError as error:
             print("missing:", error)
         try:
@@ -120,10 +125,28 @@ def test_a_package_with_only_01_and_02_imports_and_names_what_is_missing(tmp_pat
     assert ran.returncode == 0, ran.stderr
     lines = ran.stdout.splitlines()
     assert lines[0] == f"from {package / '__init__.py'}"
-    assert lines[1] == "[0.0, 2.0] ReLU()"
-    assert lines[2] == "False True", "dir() lists only the names that can be used now"
+    assert lines[1] == "[0.0, 2.0] True"
+    assert lines[2] == "False False False", "dir() lists only the names that can be used now"
     assert "03_layers" in lines[3] and "`course export 03`" in lines[3] and "tinytorch.nn.Linear" in lines[3]
-    assert "05_dataloader" in lines[4] and "`course export 05`" in lines[4]
+    assert "tinytorch.core.activations.ReLU comes from course module 03_layers" in lines[4], lines[4]
+    assert "`course export 03`" in lines[4]
+    assert "05_dataloader" in lines[5] and "`course export 05`" in lines[5]
+
+
+def test_module_02s_path_to_the_activation_classes_works_once_03_is_exported(tmp_path: Path) -> None:
+    package = _partial_package(tmp_path / "learner", {1, 2, 3})
+    ran = _run(
+        """
+        import tinytorch as tt
+        from tinytorch.core.activations import ReLU, Softmax
+        from tinytorch.core.layers import Module
+        print(ReLU is tt.nn.ReLU, isinstance(Softmax(dim=1), Module), tt.nn.Sequential(tt.nn.Linear(2, 2), ReLU()))
+        """,
+        package,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("True True Sequential(\n"), ran.stdout
 
 
 # --------------------------------------------------------------------------- the same script as PyTorch

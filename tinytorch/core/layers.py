@@ -4,17 +4,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple, Self, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
+from .activations import gelu, relu, sigmoid, softmax, tanh
 from .tensor import Tensor, default_generator
 
 
 __all__ = ['Parameter', 'Module', 'calculate_gain', 'uniform_', 'normal_', 'zeros_', 'ones_', 'xavier_uniform_', 'xavier_normal_',
-           'kaiming_uniform_', 'kaiming_normal_', 'Linear', 'Dropout', 'Sequential']
+           'kaiming_uniform_', 'kaiming_normal_', 'Linear', 'Dropout', 'ReLU', 'Sigmoid', 'Tanh', 'GELU', 'Softmax',
+           'Sequential']
 
 
 class Parameter(Tensor):
@@ -582,16 +584,82 @@ class Dropout(Module):
         return f"p={self.p}"
 
 
+class ReLU(Module):
+    """``relu`` as a module, like ``torch.nn.ReLU()`` (PyTorch's ``inplace=`` option is not offered).
+
+    Example:
+        >>> ReLU()(Tensor([-1.0, 2.0]))
+        tensor([0., 2.])
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu(x)
+
+
+class Sigmoid(Module):
+    """``sigmoid`` as a module, like ``torch.nn.Sigmoid()``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sigmoid(x)
+
+
+class Tanh(Module):
+    """``tanh`` as a module, like ``torch.nn.Tanh()``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return tanh(x)
+
+
+class GELU(Module):
+    """``gelu`` as a module, like ``torch.nn.GELU(approximate="none")``; repr ``GELU(approximate='none')``.
+
+    Raises ValueError at construction for an ``approximate`` other than ``"none"`` or ``"tanh"``.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return gelu(x, approximate=self.approximate)
+
+    def extra_repr(self) -> str:
+        """``"approximate='none'"`` (the setting, with its quotes)."""
+        return f"approximate={self.approximate!r}"
+
+
+class Softmax(Module):
+    """``softmax`` along ``dim`` as a module, like ``torch.nn.Softmax(dim=-1)``; repr ``Softmax(dim=-1)``.
+
+    Unlike PyTorch (whose ``dim=None`` guesses a dimension with a deprecation warning), ``dim`` must be an
+    int; anything else raises TypeError at construction.
+    """
+
+    def __init__(self, dim: int = -1) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            raise TypeError(f"Softmax: dim must be an int, got {dim!r}")
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softmax(x, dim=self.dim)
+
+    def extra_repr(self) -> str:
+        """``"dim=-1"``."""
+        return f"dim={self.dim}"
+
+
 class Sequential(Module):
     """Apply layers one after the other (like ``torch.nn.Sequential``).
 
     Args:
-        *layers: Modules, or (extension) non-Module objects with a callable ``forward`` such as module 02's
-            activations. ``TypeError`` for anything else.
+        *layers: Modules. ``TypeError`` for anything else, naming its position and type.
 
-    Module layers are registered as sub-modules named ``"0"``, ``"1"``, ... by position; all layers are kept,
-    in order, in ``self._layers``. ``len``, iteration, ``seq[i]`` and ``seq[a:b]`` (a new Sequential of the
-    same layer objects) work on the layers; ``repr`` lists them all.
+    Each layer is registered as a sub-module named by its position, ``"0"``, ``"1"``, ..., and kept, in order,
+    in ``self._layers``. ``len``, iteration, ``seq[i]`` and ``seq[a:b]`` (a new Sequential of the same layer
+    objects) work on the layers; ``repr`` (Module's) lists them all.
 
     Example:
         >>> Sequential(Linear(3, 2), ReLU())
@@ -601,41 +669,36 @@ class Sequential(Module):
         )
     """
 
-    _layers: list[Callable[[Tensor], Tensor]]
+    _layers: list[Module]
 
-    def __init__(self, *layers: Any) -> None:
+    def __init__(self, *layers: Module) -> None:
         super().__init__()
         self._layers = []
         for index, layer in enumerate(layers):
-            if isinstance(layer, Module):
-                self.add_module(str(index), layer)
-            elif not callable(getattr(layer, "forward", None)):
-                raise TypeError(
-                    f"Sequential: layer {index} ({type(layer).__name__}) is not a Module "
-                    "and has no forward method"
-                )
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: layer {index} ({type(layer).__name__}) is not a Module")
+            self.add_module(str(index), layer)
             self._layers.append(layer)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Each layer applied in order to the previous one's output (Modules are called, which runs their
-        ``forward``; other layers have ``forward`` called). No layers: ``x``."""
+        """Each layer called in order on the previous one's output. No layers: ``x``."""
         for layer in self._layers:
-            x = layer(x) if isinstance(layer, Module) else layer.forward(x)  # type: ignore[attr-defined]
+            x = layer(x)
         return x
 
     def __len__(self) -> int:
         return len(self._layers)
 
-    def __iter__(self) -> Iterator[Callable[[Tensor], Tensor]]:
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._layers)
 
     @overload
-    def __getitem__(self, index: int) -> Callable[[Tensor], Tensor]: ...
+    def __getitem__(self, index: int) -> Module: ...
 
     @overload
     def __getitem__(self, index: slice) -> Sequential: ...
 
-    def __getitem__(self, index: int | slice) -> Callable[[Tensor], Tensor] | Sequential:
+    def __getitem__(self, index: int | slice) -> Module:
         """``seq[i]``: the layer at position ``i`` (``IndexError`` out of range); ``seq[a:b]``: a new
         Sequential of those same layer objects."""
         if isinstance(index, slice):
@@ -643,6 +706,3 @@ class Sequential(Module):
         if not -len(self._layers) <= index < len(self._layers):
             raise IndexError(f"Sequential: index {index} is out of range for {len(self._layers)} layers")
         return self._layers[index]
-
-    def _repr_children(self) -> list[tuple[str, Any]]:
-        return [(str(index), layer) for index, layer in enumerate(self._layers)]

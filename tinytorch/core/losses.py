@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .activations import _float_data, _require_tensor
+from .layers import Module
 from .tensor import Tensor, record_op
 
 
@@ -227,24 +228,13 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, reduction: s
     return _reduce(record_op("binary_cross_entropy_with_logits", out, (input,), target=y), reduction)
 
 
-class _Loss:
-    """Base of the loss classes: checks ``reduction``; calling the object runs ``forward``; no parameters."""
+class _Loss(Module):
+    """Base of the loss classes (like PyTorch's ``torch.nn.modules.loss._Loss``): a Module that stores a checked
+    ``reduction``; calling, ``parameters()`` (none), ``train()``/``eval()`` and the repr come from Module."""
 
     def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
         self.reduction = _check_reduction(reduction, type(self).__name__)
-
-    def __call__(self, input: Tensor, target: Tensor) -> Tensor:
-        return self.forward(input, target)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def parameters(self) -> list[Tensor]:
-        """Losses have no trainable parameters."""
-        return []
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class MSELoss(_Loss):

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 from tinytorch._lazy import lazy_names
 
 if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exported
-    from tinytorch.core.layers import Dropout, Linear, Module, Parameter, Sequential
-    from tinytorch.core.activations import GELU, ReLU, Sigmoid, Softmax, Tanh
+    from tinytorch.core.layers import Dropout, GELU, Linear, Module, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh
     from tinytorch.core.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
     from tinytorch.nn import functional as functional, init as init, utils as utils
 
@@ -43,16 +42,16 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'BCEWithLogitsLoss': ('tinytorch.core.losses', '04_losses'),
             'CrossEntropyLoss': ('tinytorch.core.losses', '04_losses'),
             'Dropout': ('tinytorch.core.layers', '03_layers'),
-            'GELU': ('tinytorch.core.activations', '02_activations'),
+            'GELU': ('tinytorch.core.layers', '03_layers'),
             'Linear': ('tinytorch.core.layers', '03_layers'),
             'MSELoss': ('tinytorch.core.losses', '04_losses'),
             'Module': ('tinytorch.core.layers', '03_layers'),
             'Parameter': ('tinytorch.core.layers', '03_layers'),
-            'ReLU': ('tinytorch.core.activations', '02_activations'),
+            'ReLU': ('tinytorch.core.layers', '03_layers'),
             'Sequential': ('tinytorch.core.layers', '03_layers'),
-            'Sigmoid': ('tinytorch.core.activations', '02_activations'),
-            'Softmax': ('tinytorch.core.activations', '02_activations'),
-            'Tanh': ('tinytorch.core.activations', '02_activations'),
+            'Sigmoid': ('tinytorch.core.layers', '03_layers'),
+            'Softmax': ('tinytorch.core.layers', '03_layers'),
+            'Tanh': ('tinytorch.core.layers', '03_layers'),
         },
         ('functional', 'init', 'utils'),
     )
