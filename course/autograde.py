@@ -22,18 +22,26 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from course import notebooks, submission
 from course.execute import STATUS_ENV
-from course.grading import nbgrader
+from course.grading import gradebook_was_locked, nbgrader
 from course.modules import Course, CourseError, Module, discover, resolve
 from course.package import export_notebook, write_namespaces
 from course.policy import POLICY_URL, GradingPolicy, check_notebook, load_policy
 from course.sandbox import CUMULATIVE_ENV, NO_SANDBOX_ENV, sandbox_problem
 
-GRADED, ATTENTION = "graded", "needs attention"
+
+class Status(StrEnum):
+    """How a submission stands after ``course autograde``: graded, or needing a person's attention (with a reason)."""
+
+    GRADED = "graded"
+    ATTENTION = "needs attention"
+
+
 LOCKED_RETRIES = 3
 # Python 3.11's parser keeps its recursion depth in one place for all threads: ast.parse in two worker
 # threads at once fails ("AST constructor recursion depth mismatch"). Checking and exporting notebooks
@@ -48,7 +56,7 @@ class Submission:
 
     student: str
     assignment: str
-    status: str  # GRADED or ATTENTION
+    status: Status
     score: float | None
     max_score: float | None
     reason: str = ""
@@ -66,8 +74,11 @@ class Options:
 def submitted_students(course: Course, module: Module) -> list[str]:
     if not course.submitted.is_dir():
         return []
+    handed_in = (p.name for p in course.submitted.iterdir())
     return sorted(
-        p.name for p in course.submitted.iterdir() if (p / module.name).is_dir() or (p / module.name).is_symlink()
+        student
+        for student in handed_in
+        if (folder := course.submission_folder(student, module.name)).is_dir() or folder.is_symlink()
     )
 
 
@@ -82,12 +93,8 @@ def gradebook_score(course: Course, assignment: str, student: str) -> tuple[floa
         return float(submission.score), float(submission.max_score)
 
 
-def _notebook_name(module: Module) -> str:
-    return f"{module.name}.ipynb"
-
-
 def _release(course: Course, module: Module) -> Any:
-    return notebooks.read(course.release / module.name / _notebook_name(module))
+    return notebooks.read(course.release_notebook(module.name))
 
 
 REASONS = {  # what the grading status file says -> the reason a person reads
@@ -116,7 +123,7 @@ def _status_problems(status: dict[str, Any] | None) -> list[str]:
 
 
 def _graded_problems(course: Course, module: Module, student: str) -> list[str]:
-    graded = course.autograded / student / module.name / _notebook_name(module)
+    graded = course.autograded_notebook(student, module.name)
     return [] if graded.is_file() else ["nbgrader wrote no graded notebook"]
 
 
@@ -134,7 +141,7 @@ def build_own_package(course: Course, module: Module, student: str, target: Path
     for earlier in discover(course):
         if earlier.number >= module.number or not earlier.exports:
             continue
-        if not (course.submitted / student / earlier.name / f"{earlier.name}.ipynb").exists():
+        if not course.submitted_notebook(student, earlier.name).exists():
             problems.append(f"cumulative grading: no submission of {earlier.name} to build on")
             continue
         checked = submission.check(course, earlier, student, _release(course, earlier))
@@ -152,8 +159,8 @@ def _kept(course: Course, module: Module, student: str) -> Submission:
     score = gradebook_score(course, module.name, student)
     reason = "already graded; kept (pass --force to grade again)"
     if score is None:
-        return Submission(student, module.name, ATTENTION, None, None, reason)
-    return Submission(student, module.name, GRADED, *score, reason=reason)
+        return Submission(student, module.name, Status.ATTENTION, None, None, reason)
+    return Submission(student, module.name, Status.GRADED, *score, reason=reason)
 
 
 def _run_batch(course: Course, module: Module, staged: Path, options: Options, env: dict[str, str]) -> str:
@@ -174,8 +181,12 @@ def _status(
     problems = _status_problems(status) + _graded_problems(course, module, student) + extra
     problems = list(dict.fromkeys(problems))  # each reason once, in order
     if score is None:
-        return Submission(student, module.name, ATTENTION, None, None, "; ".join(problems or ["no grade recorded"]))
-    return Submission(student, module.name, ATTENTION if problems else GRADED, *score, reason="; ".join(problems))
+        return Submission(
+            student, module.name, Status.ATTENTION, None, None, "; ".join(problems or ["no grade recorded"])
+        )
+    return Submission(
+        student, module.name, Status.ATTENTION if problems else Status.GRADED, *score, reason="; ".join(problems)
+    )
 
 
 def _read_status(folder: Path, student: str) -> dict[str, Any] | None:
@@ -189,7 +200,7 @@ def _read_status(folder: Path, student: str) -> dict[str, Any] | None:
 
 def refused(module: Module, student: str, reasons: list[str], what: str) -> Submission:
     shown = reasons[:5] + ([f"... and {len(reasons) - 5} more"] if len(reasons) > 5 else [])
-    return Submission(student, module.name, ATTENTION, None, None, f"{what}: " + "; ".join(shown))
+    return Submission(student, module.name, Status.ATTENTION, None, None, f"{what}: " + "; ".join(shown))
 
 
 def screen(
@@ -244,7 +255,7 @@ def grade_batch(course: Course, module: Module, students: list[str], options: Op
                 env["PYTHONPATH"] = str(own / runnable[0])
         log = _run_batch(course, module, staged, options, env)
         for _ in range(LOCKED_RETRIES):
-            if "database is locked" not in log:
+            if not gradebook_was_locked(log):
                 break
             locked = [s for s in runnable if gradebook_score(course, module.name, s) is None]
             if not locked:
@@ -285,7 +296,7 @@ def autograde(
                 f"Refusing to grade without a sandbox: {problem}. "
                 "Pass --no-sandbox to grade unsandboxed, only for code you trust."
             )
-    todo = students if options.force else [s for s in students if not (course.autograded / s / module.name).is_dir()]
+    todo = students if options.force else [s for s in students if not course.autograded_folder(s, module.name).is_dir()]
     kept = [_kept(course, module, s) for s in students if s not in todo]
     grade = _on_dask if options.scheduler else _on_threads
     graded = grade(course, module, _batches(todo, options.workers or os.cpu_count() or 1, options), options, progress)

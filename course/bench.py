@@ -21,19 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
-from course import notebooks
+from course import notebooks, submission
 from course.autograde import Options, autograde, submitted_students
 from course.grading import grades, log_tail, nbgrader, release
 from course.modules import Course, CourseError, resolve
 
-PLAIN_CONFIG = '''c = get_config()
+PLAIN_CONFIG = """c = get_config()
 c.CourseDirectory.course_id = "tinytorch"
 c.CourseDirectory.db_url = "sqlite:///gradebook.db"
 c.ExecutePreprocessor.timeout = 120
 c.Execute.timeout = 120
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -67,13 +65,10 @@ def _scratch(repo: Course, target: Path, config: str, module_name: str, count: i
     course = Course(target)
     release(course, [module_name])
     solved = notebooks.filled_in(
-        notebooks.read(course.release / module_name / f"{module_name}.ipynb"),
-        notebooks.read(course.source / module_name / f"{module_name}.ipynb"),
+        notebooks.read(course.release_notebook(module_name)), notebooks.read(course.source_notebook(module_name))
     )
     for index in range(count):
-        folder = course.submitted / f"student{index:04d}" / module_name
-        folder.mkdir(parents=True)
-        nbformat.write(solved, folder / f"{module_name}.ipynb")
+        submission.write(course, f"student{index:04d}", module_name, solved)
     return course
 
 

@@ -75,7 +75,7 @@ def _print_submissions(submissions: list[autograde.Submission]) -> int:
     for s in submissions:
         score = f"{s.score:g}/{s.max_score:g}" if s.score is not None and s.max_score is not None else "-"
         print(f"{s.student:<20} {s.assignment:<18} {s.status:<16} {score:<10} {s.reason}")
-    return 0 if all(s.status == autograde.GRADED for s in submissions) else 1
+    return 0 if all(s.status == autograde.Status.GRADED for s in submissions) else 1
 
 
 def _autograde(course: Course, args: argparse.Namespace) -> int:

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
-from course import notebooks
+from course import notebooks, submission
 from course.autograde import Submission, autograde
 from course.grading import feedback, release
 from course.modules import Course, CourseError, discover
@@ -101,13 +99,11 @@ def prepare_folder(course: Course, target: Path) -> Course:
 def submit(demo: Course, student: DemoStudent) -> None:
     """Write the student's notebooks into ``submitted/<student>/<assignment>/``."""
     for module in discover(demo):
-        release_nb = notebooks.read(demo.release / module.name / f"{module.name}.ipynb")
+        release_nb = notebooks.read(demo.release_notebook(module.name))
         source_nb = notebooks.read(module.source_notebook)
         answers = student.answers(module.name, source_nb)
-        submission = release_nb if answers is None else notebooks.filled_in(release_nb, source_nb, answers)
-        folder = demo.submitted / student.name / module.name
-        folder.mkdir(parents=True, exist_ok=True)
-        nbformat.write(submission, folder / f"{module.name}.ipynb")
+        handed_in = release_nb if answers is None else notebooks.filled_in(release_nb, source_nb, answers)
+        submission.write(demo, student.name, module.name, handed_in)
 
 
 def run_demo(course: Course, target: Path, say: Callable[[str], None] = print) -> DemoResult:

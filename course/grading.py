@@ -1,8 +1,8 @@
 """Instructor commands: release, autograde, feedback and report, composed from nbgrader.
 
 nbgrader does the work; this module runs it from the course root (where it reads
-``nbgrader_config.py``), one submission at a time so that one broken submission cannot
-hide the others, and turns its gradebook into one line of status per submission.
+``nbgrader_config.py``) and reads what it leaves: the gradebook, exported as rows and CSV. The
+grading itself (batches of checked submissions, sandboxed) is ``course.autograde``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ def tool_env() -> dict[str, str]:
     """The environment with this Python's scripts first on PATH: nbgrader runs ``alembic`` by name."""
     scripts = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
+
+
+# The one message of nbgrader's log the course reads (nbgrader 0.9.6 with SQLAlchemy on SQLite): a writer that
+# found the gradebook locked by another process logs sqlite3's OperationalError. Everything else about a
+# submission comes from the gradebook and the graded notebook, never from this log.
+GRADEBOOK_LOCKED = "database is locked"
+
+
+def gradebook_was_locked(log: str) -> bool:
+    """True when an nbgrader run's log says it gave up on a locked SQLite gradebook (then that run is retried)."""
+    return GRADEBOOK_LOCKED in log
 
 
 def log_tail(result: subprocess.CompletedProcess[str]) -> str:

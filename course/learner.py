@@ -25,7 +25,7 @@ def working_copy(course: Course, module: Module) -> Path:
 
 
 def release_notebook(course: Course, module: Module) -> Path:
-    path = course.release / module.name / f"{module.name}.ipynb"
+    path = course.release_notebook(module.name)
     if not path.is_file():
         raise CourseError(
             f"Module {module.name} has no student release yet: run `make build` (or `course release`) first."

@@ -71,6 +71,28 @@ class Course:
     def gradebook_url(self) -> str:
         return self.db_url or f"sqlite:///{self.root / 'gradebook.db'}"
 
+    # One place owns nbgrader's layout: <folder>/[<student>/]<NN_name>/<NN_name>.<ext>.
+    def source_notebook(self, module_name: str) -> Path:
+        return self.source / module_name / f"{module_name}.ipynb"
+
+    def release_notebook(self, module_name: str) -> Path:
+        return self.release / module_name / f"{module_name}.ipynb"
+
+    def submission_folder(self, student: str, module_name: str) -> Path:
+        return self.submitted / student / module_name
+
+    def submitted_notebook(self, student: str, module_name: str) -> Path:
+        return self.submission_folder(student, module_name) / f"{module_name}.ipynb"
+
+    def autograded_folder(self, student: str, module_name: str) -> Path:
+        return self.autograded / student / module_name
+
+    def autograded_notebook(self, student: str, module_name: str) -> Path:
+        return self.autograded_folder(student, module_name) / f"{module_name}.ipynb"
+
+    def feedback_page(self, student: str, module_name: str) -> Path:
+        return self.feedback / student / module_name / f"{module_name}.html"
+
 
 def find_course(start: Path | None = None, db_url: str | None = None) -> Course:
     """The course whose root holds ``start`` (default: the current directory)."""

@@ -66,7 +66,7 @@ def _read_regular(path: Path, limit: int) -> bytes:
 
 
 def _folder_problems(course: Course, module: Module, student: str) -> list[str]:
-    for folder in (course.submitted / student, course.submitted / student / module.name):
+    for folder in (course.submitted / student, course.submission_folder(student, module.name)):
         try:
             mode = os.lstat(folder).st_mode
         except FileNotFoundError:
@@ -74,7 +74,7 @@ def _folder_problems(course: Course, module: Module, student: str) -> list[str]:
         if not stat.S_ISDIR(mode):
             return [f"{folder.relative_to(course.root)} is {_kind(mode)}: only real folders are graded"]
     problems = []
-    for entry in sorted(os.scandir(course.submitted / student / module.name), key=lambda e: e.name):
+    for entry in sorted(os.scandir(course.submission_folder(student, module.name)), key=lambda e: e.name):
         mode = entry.stat(follow_symlinks=False).st_mode
         if not stat.S_ISREG(mode):
             problems.append(f"the submission holds {_kind(mode)} ({entry.name}): only regular files are accepted")
@@ -142,7 +142,7 @@ def check(course: Course, module: Module, student: str, release: Any) -> Checked
     """Read and check one submission; ``notebook`` is None when it must not be graded."""
     name = f"{module.name}.ipynb"
     problems = _folder_problems(course, module, student)
-    folder = course.submitted / student / module.name
+    folder = course.submission_folder(student, module.name)
     if problems and not (folder.is_dir() and not folder.is_symlink()):
         return Checked(None, None, problems)
     try:
@@ -169,6 +169,14 @@ def check(course: Course, module: Module, student: str, release: Any) -> Checked
     except (OSError, ValueError, UnicodeDecodeError) as error:
         problems.append(f"{TIMESTAMP} refused: {error}")
     return Checked(None if problems else nb, timestamp, problems)
+
+
+def write(course: Course, student: str, module_name: str, notebook: Any) -> Path:
+    """Hand in ``notebook`` as ``student``'s submission of ``module_name`` (what ``nbgrader collect`` leaves)."""
+    path = course.submitted_notebook(student, module_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
 
 
 def stage(checked: Checked, target: Path, module: Module) -> None:

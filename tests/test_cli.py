@@ -54,13 +54,17 @@ def test_autograde_without_submissions_explains(scratch_course: Course) -> None:
 
 
 def test_autograde_refuses_without_a_sandbox(scratch_course: Course) -> None:
-    folder = scratch_course.submitted / "someone" / "01_tensor"
-    folder.mkdir(parents=True)
-    shutil.copy2(scratch_course.release / "01_tensor" / "01_tensor.ipynb", folder)
+    handed_in = scratch_course.submitted_notebook("someone", "01_tensor")
+    handed_in.parent.mkdir(parents=True)
+    shutil.copy2(scratch_course.release_notebook("01_tensor"), handed_in)
     no_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # bubblewrap lives in /usr/bin
     result = subprocess.run(
         [sys.executable, "-m", "course.cli", "autograde", "01_tensor"],
-        cwd=scratch_course.root, env=no_bwrap, capture_output=True, text=True, check=False,
+        cwd=scratch_course.root,
+        env=no_bwrap,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "Refusing to grade without a sandbox" in result.stderr and "--no-sandbox" in result.stderr

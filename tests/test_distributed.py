@@ -10,13 +10,12 @@ import os
 import secrets
 from collections.abc import Iterator
 
-import nbformat
 import pytest
 from helpers import ROOT
 
-from course import notebooks
+from course import notebooks, submission
 from course.authoring import convert_draft
-from course.autograde import GRADED, Options, autograde
+from course.autograde import Options, Status, autograde
 from course.grading import grades, release
 from course.modules import Course
 
@@ -50,13 +49,14 @@ def test_dask_workers_grade_into_postgresql(tmp_path: object, postgres_db: str) 
     course = Course(root, db_url=postgres_db)
     release(course)
     assert not (root / "gradebook.db").exists(), "the gradebook must be the PostgreSQL one"
-    release_nb = notebooks.read(course.release / "01_tensor" / "01_tensor.ipynb")
-    source_nb = notebooks.read(course.source / "01_tensor" / "01_tensor.ipynb")
+    release_nb = notebooks.read(course.release_notebook("01_tensor"))
+    source_nb = notebooks.read(course.source_notebook("01_tensor"))
     for student, nb in (("solved", notebooks.filled_in(release_nb, source_nb)), ("stub", release_nb)):
-        folder = course.submitted / student / "01_tensor"
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / "01_tensor.ipynb")
+        submission.write(course, student, "01_tensor", nb)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         results = autograde(course, "01_tensor", options=Options(scheduler=cluster.scheduler_address))
-    assert [(r.student, r.status, r.score) for r in results] == [("solved", GRADED, 10.0), ("stub", GRADED, 0.0)]
+    assert [(r.student, r.status, r.score) for r in results] == [
+        ("solved", Status.GRADED, 10.0),
+        ("stub", Status.GRADED, 0.0),
+    ]
     assert {(g.student, g.score) for g in grades(course)} == {("solved", 10.0), ("stub", 0.0)}

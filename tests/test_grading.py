@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO, region_lines
 
 from course import notebooks
-from course.autograde import autograde
+from course.autograde import Status, autograde
 from course.demo import DemoResult
 from course.grading import grades
 from course.modules import discover
@@ -30,7 +30,7 @@ def test_every_submission_is_graded(demo_class: DemoResult) -> None:
     assert {(s.student, s.assignment) for s in demo_class.submissions} == {
         (student, name) for student in ("ada", "bob", "cy") for name in MODULE_NAMES
     }
-    assert all(s.status == "graded" for s in demo_class.submissions), demo_class.submissions
+    assert all(s.status is Status.GRADED for s in demo_class.submissions), demo_class.submissions
 
 
 def test_solution_full_release_zero_naive_softmax_partial(demo_class: DemoResult) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import nbformat
 import pytest
 from helpers import REPO
 
-from course import notebooks
-from course.autograde import Options, autograde
+from course import notebooks, submission
+from course.autograde import Options, Status, autograde
 from course.grading import release
 from course.modules import Course, discover
 
@@ -15,11 +14,9 @@ pytestmark = pytest.mark.xdist_group("grading-modes")
 
 
 def submit(course: Course, student: str, name: str, solved: bool) -> None:
-    release_nb = notebooks.read(course.release / name / f"{name}.ipynb")
-    source_nb = notebooks.read(REPO.source / name / f"{name}.ipynb")
-    folder = course.submitted / student / name
-    folder.mkdir(parents=True)
-    nbformat.write(notebooks.filled_in(release_nb, source_nb) if solved else release_nb, folder / f"{name}.ipynb")
+    release_nb = notebooks.read(course.release_notebook(name))
+    source_nb = notebooks.read(REPO.source_notebook(name))
+    submission.write(course, student, name, notebooks.filled_in(release_nb, source_nb) if solved else release_nb)
 
 
 def test_cumulative_mode_grades_against_the_students_own_earlier_modules(scratch_course: Course) -> None:
@@ -36,7 +33,7 @@ def test_cumulative_mode_grades_against_the_students_own_earlier_modules(scratch
     assert {name: s.score for name, s in reference.items()} == {"whole": 100.0, "no-tensor": 100.0, "only-02": 100.0}
 
     own = {s.student: s for s in autograde(course, activations, options=Options(force=True, cumulative=True))}
-    assert own["whole"].score == 100.0 and own["whole"].status == "graded"
+    assert own["whole"].score == 100.0 and own["whole"].status is Status.GRADED
     # Their own 01 is the untouched stub, so 02 cannot work: only a test that needs no Tensor (reprs) passes.
     assert own["no-tensor"].score is not None and own["no-tensor"].score < 10.0, own["no-tensor"]
-    assert own["only-02"].status == "needs attention" and "no submission of 01_tensor" in own["only-02"].reason
+    assert own["only-02"].status is Status.ATTENTION and "no submission of 01_tensor" in own["only-02"].reason

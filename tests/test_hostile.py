@@ -30,7 +30,7 @@ from helpers import ROOT
 
 from course import notebooks
 from course.authoring import convert_draft
-from course.autograde import ATTENTION, GRADED, Options, Submission, autograde
+from course.autograde import Options, Status, Submission, autograde
 from course.grading import feedback, release
 from course.modules import Course
 from course.sandbox import sandbox_problem
@@ -250,10 +250,10 @@ def make_course(root: Path, extra_config: str = "") -> tuple[Course, object, obj
 
 
 def submit(course: Course, student: str, nb: object) -> Path:
-    folder = course.submitted / student / "01_tensor"
-    folder.mkdir(parents=True)
-    (folder / "01_tensor.ipynb").write_text(json.dumps(nb))  # as given: nbformat.write would repair ids
-    return folder / "01_tensor.ipynb"
+    path = course.submitted_notebook(student, "01_tensor")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(nb))  # as given, unlike submission.write: nbformat.write would repair ids
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +342,7 @@ def test_the_batch_finishes_and_honest_students_get_full_marks(run: str, request
     assert len(results) == len(list(course.submitted.iterdir()))
     for student in (s for s in HONEST if s in results):
         honest = results[student]
-        assert (honest.status, honest.score, honest.max_score, honest.reason) == (GRADED, 10.0, 10.0, ""), honest
+        assert (honest.status, honest.score, honest.max_score, honest.reason) == (Status.GRADED, 10.0, 10.0, ""), honest
 
 
 @pytest.mark.parametrize("run", ["graded", "unchecked"])
@@ -352,7 +352,7 @@ def test_no_hostile_submission_gains_a_point(run: str, request: pytest.FixtureRe
         if student in HONEST:
             continue
         if result.score is None:
-            assert result.status == ATTENTION and result.reason, f"{student}: a missing grade must say why"
+            assert result.status == Status.ATTENTION and result.reason, f"{student}: a missing grade must say why"
         else:
             assert result.score == 0, f"{student} gained {result.score} points: {result}"
 
@@ -365,7 +365,7 @@ def test_the_policy_refuses_attacks_before_they_run(graded: Graded, student: str
     course, results, _ = graded
     expected = policy_attacks(course.root)[student][1]
     result = results[student]
-    assert result.status == ATTENTION and result.score is None, result
+    assert result.status == Status.ATTENTION and result.score is None, result
     assert "outside the code policy" in result.reason and expected in result.reason, result
     assert "line" in result.reason
     assert not (course.autograded / student).exists(), "a refused submission must not run"
@@ -374,7 +374,7 @@ def test_the_policy_refuses_attacks_before_they_run(graded: Graded, student: str
 @pytest.mark.parametrize("student", ["tests-become-pass", "rewrite-replies"])
 def test_forged_results_are_caught_by_the_proof_even_without_the_policy(unchecked: Graded, student: str) -> None:
     result = unchecked[1][student]
-    assert result.status == ATTENTION and result.score == 0, result
+    assert result.status == Status.ATTENTION and result.score == 0, result
     assert "without proof" in result.reason and "double-tests" in result.reason, result
 
 
@@ -407,7 +407,7 @@ def test_the_reference_and_its_bytecode_are_out_of_reach(graded: Graded, uncheck
 def test_bad_submissions_are_refused_as_data(graded: Graded, student: str, reason: str) -> None:
     course, results, _ = graded
     result = results[student]
-    assert result.status == ATTENTION and result.score is None and "refused" in result.reason, result
+    assert result.status == Status.ATTENTION and result.score is None and "refused" in result.reason, result
     assert reason in result.reason, result
     assert not (course.autograded / student).exists()
 
@@ -425,7 +425,7 @@ def test_nothing_but_the_notebook_reaches_autograded_or_feedback(graded: Graded)
 
 def test_edited_locked_cells_are_restored(graded: Graded) -> None:
     result = graded[1]["edit-locked-test"]
-    assert result.status == GRADED and result.score == 0, result
+    assert result.status == Status.GRADED and result.score == 0, result
 
 
 # -- class 3: one student cannot stop or relabel another -------------------------------------------
@@ -433,7 +433,7 @@ def test_edited_locked_cells_are_restored(graded: Graded) -> None:
 
 def test_kernel_output_cannot_relabel_others(unchecked: Graded) -> None:
     _, results, _ = unchecked
-    assert results["honest"].status == GRADED and results["honest"].reason == ""
+    assert results["honest"].status == Status.GRADED and results["honest"].reason == ""
     for student in ("stdout-flood", "log-forgery"):
         assert "kernel died" not in results[student].reason, results[student]
 
@@ -492,7 +492,7 @@ def test_limits_hold_in_the_checked_run(graded: Graded, student: str, reason: st
 def test_limits_per_submission(unchecked: Graded, student: str, reason: str) -> None:
     result = unchecked[1][student]
     assert (result.score or 0) == 0 and reason in result.reason, result
-    assert result.status == ATTENTION or not reason
+    assert result.status == Status.ATTENTION or not reason
 
 
 def test_flooded_output_is_capped_in_bytes(graded: Graded, unchecked: Graded) -> None:
