@@ -63,7 +63,10 @@ def test_op_names_are_unique() -> None:
     assert not clashes, f"two different ops share a name: {clashes}"
 
 
-@pytest.mark.parametrize("op", sorted(RULES, key=lambda o: o.name), ids=lambda o: o.name)
+RULE_OPS = sorted(RULES, key=lambda o: o.name)
+
+
+@pytest.mark.parametrize("op", RULE_OPS, ids=[o.name for o in RULE_OPS])
 def test_every_rule_reads_only_what_its_op_saves(op: Op) -> None:
     rule = RULES[op]
     reads = saved_reads(rule)
@@ -88,10 +91,10 @@ def test_every_record_op_call_saves_what_its_op_declares() -> None:
     problems = []
     for where, call in calls:
         namespace = namespaces[str(PACKAGE.parent / where)]
-        keys = {kw.arg for kw in call.keywords}
+        keys = {kw.arg or "**" for kw in call.keywords}
         first = call.args[0] if call.args else None
         op = namespace.get(first.id) if isinstance(first, ast.Name) else None
-        if None in keys:
+        if "**" in keys:
             problems.append(f"{where}:{call.lineno}: **saved cannot be checked")
         elif isinstance(op, Op):
             if keys != set(op.saves):
@@ -141,7 +144,7 @@ def test_register_rule_refuses_a_rule_that_reads_an_undeclared_value() -> None:
         register_rule(op, non_literal)
     with pytest.raises(TypeError, match="Op constant"):
         register_rule("test_ops_scale", misspelled)  # type: ignore[arg-type]
-    assert RULES == before, "a refused rule is not registered"
+    assert before == RULES, "a refused rule is not registered"
 
 
 def test_a_correct_rule_registers_and_runs() -> None:
