@@ -161,3 +161,10 @@ def test_a_correct_rule_registers_and_runs() -> None:
         np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
     finally:
         RULES.pop(op, None)
+
+
+def test_an_op_declared_twice_differently_is_named_at_backward() -> None:
+    x = Tensor([1.0, 2.0], requires_grad=True)
+    redeclared = Op("pow")  # forgot saves=("exponent",): a different op from POW
+    with pytest.raises(NotImplementedError, match=r"pow.*declare each op once"):
+        record_op(redeclared, x.data**2, (x,)).sum().backward()

@@ -429,6 +429,12 @@ def rule_for(op: Op) -> Rule:
     try:
         return RULES[op]
     except KeyError:
+        same_name = [o for o in RULES if o.name == op.name]
+        if same_name:
+            raise NotImplementedError(
+                f"backward: op {op.name} is declared here with saves={op.saves}, but its rule is registered for "
+                f"saves={same_name[0].saves}: declare each op once and import that constant"
+            ) from None
         known = ", ".join(sorted(o.name for o in RULES))
         raise NotImplementedError(
             f"backward: no differentiation rule for op {op.name} (known ops: {known}); "
