@@ -25,7 +25,7 @@ SENTINEL = ".tinytorch-demo"
 
 NAIVE_SOFTMAX_BODY = """\
 exps = np.exp(x.data)
-return record_op("softmax", exps / exps.sum(axis=dim, keepdims=True), (x,), output=None, dim=dim)"""
+return record_op(SOFTMAX, exps / exps.sum(axis=dim, keepdims=True), (x,), output=None, dim=dim)"""
 
 
 def replace_solution(source: str, body: str) -> str:

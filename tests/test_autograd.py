@@ -22,7 +22,7 @@ from tinytorch.core.autograd import (
     topological_order,
 )
 from tinytorch.core.layers import Linear
-from tinytorch.core.tensor import Node, Tensor, is_grad_enabled, record_op
+from tinytorch.core.tensor import ADD, MATMUL, MUL, Node, Op, Tensor, is_grad_enabled, record_op
 
 
 @contextmanager
@@ -31,9 +31,9 @@ def counting_rules() -> Iterator[dict[str, int]]:
     saved = dict(RULES)
     calls: dict[str, int] = {}
 
-    def counting(op: str, rule: Rule) -> Rule:
+    def counting(op: Op, rule: Rule) -> Rule:
         def wrapped(g: np.ndarray, node: Node) -> Grads:
-            calls[op] = calls.get(op, 0) + 1
+            calls[op.name] = calls.get(op.name, 0) + 1
             return rule(g, node)
 
         return wrapped
@@ -64,12 +64,12 @@ def test_rules_are_restored() -> None:
     """After counting, the original rules are back, not the counting wrappers (checked here, not by file order)."""
     original = dict(RULES)
     with counting_rules() as calls:
-        assert rule_for("mul") is not original["mul"]
+        assert rule_for(MUL) is not original[MUL]
         (Tensor(1.0, requires_grad=True) * 2.0).backward()
     assert calls == {"mul": 1}
     assert original == RULES
     assert all(rule.__module__ == "tinytorch.core.autograd" for rule in RULES.values())
-    assert rule_for("mul") is RULES["mul"]
+    assert rule_for(MUL) is RULES[MUL]
 
 
 # --------------------------------------------------------------------------- gradients
@@ -286,24 +286,24 @@ def test_backward_on_a_tensor_without_grad() -> None:
 
 def test_op_without_a_rule_is_named() -> None:
     x = Tensor([1.0, 2.0], requires_grad=True)
-    y = record_op("test_autograd_mystery_op", x.data * 2, (x,))
+    y = record_op(Op("test_autograd_mystery_op"), x.data * 2, (x,))
     with pytest.raises(NotImplementedError, match="test_autograd_mystery_op"):
         y.sum().backward()
     with pytest.raises(NotImplementedError, match="test_autograd_mystery_op"):
-        rule_for("test_autograd_mystery_op")
+        rule_for(Op("test_autograd_mystery_op"))
 
 
 def test_register_rule_refuses_to_replace_a_rule() -> None:
     with pytest.raises(ValueError, match="add"):
-        register_rule("add", RULES["add"])
+        register_rule(ADD, RULES[ADD])
 
 
 def test_a_rule_returning_the_wrong_number_of_gradients() -> None:
-    op = "test_autograd_two_grads"
+    op = Op("test_autograd_two_grads")
     try:
         register_rule(op, lambda g, node: (g, g))
         x = Tensor([1.0], requires_grad=True)
-        with pytest.raises(RuntimeError, match=op):
+        with pytest.raises(RuntimeError, match=op.name):
             record_op(op, x.data, (x,)).backward()
     finally:
         RULES.pop(op, None)
@@ -352,7 +352,7 @@ def test_matmul_rule_skips_an_input_that_needs_no_gradient() -> None:
     w = Tensor(np.ones((5, 3), dtype=np.float32), requires_grad=True)
     out = x @ w
     assert out.grad_fn is not None
-    grad_x, grad_w = rule_for("matmul")(np.ones((4, 3), dtype=np.float32), out.grad_fn)
+    grad_x, grad_w = rule_for(MATMUL)(np.ones((4, 3), dtype=np.float32), out.grad_fn)
     assert grad_x is None and grad_w is not None and grad_w.shape == (5, 3)
 
 

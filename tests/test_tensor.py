@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tinytorch.core.tensor import Tensor, is_grad_enabled, matmul_loops, record_op, set_grad_enabled, zeros
+from tinytorch.core.tensor import Op, Tensor, is_grad_enabled, matmul_loops, record_op, set_grad_enabled, zeros
 
 FLOATS = st.floats(-100, 100, width=32)
 settings.register_profile("course", max_examples=60, deadline=None)
@@ -154,9 +154,9 @@ def test_ops_are_recorded_only_for_tracked_inputs() -> None:
     x = Tensor([1.0, 2.0], requires_grad=True)
     y = Tensor([3.0, 4.0])
     z = x * y + 1.0
-    assert z.requires_grad and z.grad_fn is not None and z.grad_fn.op == "add"
+    assert z.requires_grad and z.grad_fn is not None and z.grad_fn.op.name == "add"
     product = z.grad_fn.inputs[0]
-    assert product.grad_fn is not None and product.grad_fn.op == "mul" and product.grad_fn.inputs[0] is x
+    assert product.grad_fn is not None and product.grad_fn.op.name == "mul" and product.grad_fn.inputs[0] is x
     assert (y * 2.0).grad_fn is None and x.is_leaf and not z.is_leaf
     assert z.detach().grad_fn is None and np.shares_memory(z.detach().data, z.data)
 
@@ -174,7 +174,7 @@ def test_grad_mode_switch_stops_recording() -> None:
 
 def test_record_op_is_the_one_way_to_make_tracked_outputs() -> None:
     x = zeros(2, requires_grad=True)
-    out = record_op("custom", x.data + 1, (x,), note="saved")
+    out = record_op(Op("custom", saves=("note",)), x.data + 1, (x,), note="saved")
     assert out.grad_fn is not None and out.grad_fn.saved == {"note": "saved"} and out.requires_grad
 
 

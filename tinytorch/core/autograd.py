@@ -3,20 +3,51 @@
 
 from __future__ import annotations
 
+import ast
 import functools
+import inspect
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from .activations import erf
-from .tensor import Node, Tensor, float64, is_grad_enabled, set_grad_enabled
+from .activations import GELU_OP, RELU, SIGMOID, SOFTMAX, TANH, erf
+from .losses import BINARY_CROSS_ENTROPY, BINARY_CROSS_ENTROPY_WITH_LOGITS, LOG_SOFTMAX
+from tinytorch.core.tensor import (
+    ADD,
+    CLONE,
+    DIV,
+    EXP,
+    GETITEM,
+    LOG,
+    MATMUL,
+    MAX,
+    MEAN,
+    MUL,
+    NEG,
+    PERMUTE,
+    POW,
+    RESHAPE,
+    SQUEEZE,
+    SUB,
+    SUM,
+    TO,
+    TRANSPOSE,
+    UNSQUEEZE,
+    Node,
+    Op,
+    Tensor,
+    float64,
+    is_grad_enabled,
+    set_grad_enabled,
+)
 
 
-__all__ = ['Grads', 'Rule', 'RULES', 'sum_to', 'register_rule', 'rule_for', 'topological_order', 'backward', 'no_grad',
-           'enable_grad', 'gradcheck']
+__all__ = ['Grads', 'Rule', 'RULES', 'sum_to', 'saved_reads', 'register_rule', 'rule_for', 'topological_order', 'backward',
+           'no_grad', 'enable_grad', 'gradcheck']
 
 
 def sum_to(grad: npt.NDArray[Any], shape: tuple[int, ...]) -> npt.NDArray[Any]:
@@ -294,61 +325,122 @@ def _bce_with_logits_backward(g: npt.NDArray[Any], node: Node) -> Grads:
 
 Rule: TypeAlias = Callable[[npt.NDArray[Any], Node], Grads]
 
-RULES: dict[str, Rule] = {
+RULES: dict[Op, Rule] = {
     # module 01: Tensor ops
-    "add": _add_backward,
-    "sub": _sub_backward,
-    "mul": _mul_backward,
-    "div": _div_backward,
-    "neg": _neg_backward,
-    "pow": _pow_backward,
-    "exp": _exp_backward,
-    "log": _log_backward,
-    "matmul": _matmul_backward,
-    "sum": _sum_backward,
-    "mean": _mean_backward,
-    "max": _max_backward,
-    "reshape": _reshape_backward,
-    "squeeze": _reshape_backward,
-    "unsqueeze": _reshape_backward,
-    "transpose": _transpose_backward,
-    "permute": _permute_backward,
-    "getitem": _getitem_backward,
-    "clone": _identity_backward,
-    "to": _identity_backward,
+    ADD: _add_backward,
+    SUB: _sub_backward,
+    MUL: _mul_backward,
+    DIV: _div_backward,
+    NEG: _neg_backward,
+    POW: _pow_backward,
+    EXP: _exp_backward,
+    LOG: _log_backward,
+    MATMUL: _matmul_backward,
+    SUM: _sum_backward,
+    MEAN: _mean_backward,
+    MAX: _max_backward,
+    RESHAPE: _reshape_backward,
+    SQUEEZE: _reshape_backward,
+    UNSQUEEZE: _reshape_backward,
+    TRANSPOSE: _transpose_backward,
+    PERMUTE: _permute_backward,
+    GETITEM: _getitem_backward,
+    CLONE: _identity_backward,
+    TO: _identity_backward,
     # module 02: activations
-    "relu": _relu_backward,
-    "sigmoid": _sigmoid_backward,
-    "tanh": _tanh_backward,
-    "gelu": _gelu_backward,
-    "softmax": _softmax_backward,
+    RELU: _relu_backward,
+    SIGMOID: _sigmoid_backward,
+    TANH: _tanh_backward,
+    GELU_OP: _gelu_backward,
+    SOFTMAX: _softmax_backward,
     # module 04: losses
-    "log_softmax": _log_softmax_backward,
-    "binary_cross_entropy": _bce_backward,
-    "binary_cross_entropy_with_logits": _bce_with_logits_backward,
+    LOG_SOFTMAX: _log_softmax_backward,
+    BINARY_CROSS_ENTROPY: _bce_backward,
+    BINARY_CROSS_ENTROPY_WITH_LOGITS: _bce_with_logits_backward,
 }
 
 
-def register_rule(op: str, rule: Rule) -> None:
+def saved_reads(rule: Rule) -> set[str] | None:
+    """The saved values ``rule`` reads, from its source: every ``node.saved["key"]`` and ``node.saved.get("key")``.
+
+    None when the source cannot be read (a rule built at run time). ``"<non-literal>"`` is in the set when
+    the rule uses ``saved`` any other way (``node.saved[name]``, ``**node.saved``), which cannot be checked.
+    Only the rule's own body is read, not the helpers it calls.
+    """
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(rule)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    keys: set[str] = set()
+    checked: set[int] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Attribute) and n.value.attr == "saved":
+            if isinstance(n.slice, ast.Constant) and isinstance(n.slice.value, str):
+                keys.add(n.slice.value)
+                checked.add(id(n.value))
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "get":
+            target, first = n.func.value, (n.args[0] if n.args else None)
+            if isinstance(target, ast.Attribute) and target.attr == "saved" and isinstance(first, ast.Constant):
+                keys.add(str(first.value))
+                checked.add(id(target))
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and n.attr == "saved" and id(n) not in checked:
+            keys.add("<non-literal>")
+    return keys
+
+
+def _check_rule(op: Op, rule: Rule) -> None:
+    """TypeError unless ``op`` is an ``Op`` and ``rule`` callable; ValueError if ``rule`` reads a saved value
+    that ``op`` does not declare (when its source can be read)."""
+    if not isinstance(op, Op):
+        raise TypeError(f"register_rule: op must be an Op constant such as MUL or SOFTMAX, got {op!r}")
+    if not callable(rule):
+        raise TypeError(f"register_rule({op.name}): the rule must be a function (g, node) -> grads, got {rule!r}")
+    reads = saved_reads(rule)
+    if reads is not None and not reads <= set(op.saves):
+        name = getattr(rule, "__name__", repr(rule))
+        raise ValueError(
+            f"register_rule({op.name}): {name} reads node.saved{sorted(reads - set(op.saves))}, "
+            f"but {op.name} saves only {list(op.saves)}"
+        )
+
+
+# Checked when this module is imported: a rule that reads a value its op does not save is an error now,
+# not in some later backward pass.
+for _op, _rule in RULES.items():
+    _check_rule(_op, _rule)
+
+
+def register_rule(op: Op, rule: Rule) -> None:
     """Add the differentiation rule of a new op (for ops introduced after this module).
 
-    Raises ValueError if ``op`` already has a rule: replacing a rule at run time would change the meaning of
-    every graph that uses it, so it is refused rather than done silently.
+    Raises TypeError if ``op`` is not an ``Op``, ValueError if ``rule`` reads a saved value ``op`` does not
+    declare, and ValueError if ``op`` already has a rule: replacing a rule at run time would change the
+    meaning of every graph that uses it, so it is refused rather than done silently.
     """
+    _check_rule(op, rule)
     if op in RULES:
-        raise ValueError(f"register_rule: op {op!r} already has a rule ({RULES[op].__name__})")
+        raise ValueError(f"register_rule: op {op.name} already has a rule ({RULES[op].__name__})")
     RULES[op] = rule
 
 
-def rule_for(op: str) -> Rule:
+def rule_for(op: Op) -> Rule:
     """The rule of ``op``; NotImplementedError naming the op when there is none."""
     try:
         return RULES[op]
     except KeyError:
+        same_name = [o for o in RULES if o.name == op.name]
+        if same_name:
+            raise NotImplementedError(
+                f"backward: op {op.name} is declared here with saves={op.saves}, but its rule is registered for "
+                f"saves={same_name[0].saves}: declare each op once and import that constant"
+            ) from None
+        known = ", ".join(sorted(o.name for o in RULES))
         raise NotImplementedError(
-            f"backward: no differentiation rule for op {op!r} (known ops: {', '.join(sorted(RULES))}); "
-            f"add one with register_rule({op!r}, rule)"
+            f"backward: no differentiation rule for op {op.name} (known ops: {known}); "
+            f"add one with register_rule({op.name.upper()}, rule)"
         ) from None
+
 
 
 def topological_order(root: Tensor) -> list[Tensor]:

@@ -12,9 +12,11 @@ import numpy as np
 import numpy.typing as npt
 
 
-__all__ = ['float32', 'float64', 'int8', 'int32', 'int64', 'bool_', 'Number', 'default_generator', 'matmul_loops',
-           'is_grad_enabled', 'set_grad_enabled', 'Node', 'record_op', 'Tensor', 'tensor', 'zeros', 'ones',
-           'zeros_like', 'ones_like', 'full', 'arange', 'manual_seed', 'rand', 'randn']
+__all__ = ['float32', 'float64', 'int8', 'int32', 'int64', 'bool_', 'Number', 'ADD', 'SUB', 'MUL', 'DIV', 'NEG', 'POW', 'EXP',
+           'LOG', 'MATMUL', 'SUM', 'MEAN', 'MAX', 'RESHAPE', 'TRANSPOSE', 'PERMUTE', 'SQUEEZE', 'UNSQUEEZE', 'GETITEM',
+           'CLONE', 'TO', 'default_generator', 'matmul_loops', 'is_grad_enabled', 'set_grad_enabled', 'Op', 'Node',
+           'record_op', 'Tensor', 'tensor', 'zeros', 'ones', 'zeros_like', 'ones_like', 'full', 'arange', 'manual_seed',
+           'rand', 'randn']
 
 
 float32: np.dtype[Any] = np.dtype(np.float32)
@@ -77,41 +79,104 @@ def set_grad_enabled(mode: bool) -> None:
     _grad_mode.enabled = bool(mode)
 
 
-@dataclass(frozen=True, eq=False)
-class Node:
-    """How a tracked tensor was made: the op's name, its input tensors, what its derivative needs.
+@dataclass(frozen=True)
+class Op:
+    """An op that records itself for autograd: its name and the names of the values it saves for backward.
 
-    PyTorch calls this ``grad_fn`` (``<MulBackward0>``). ``eq=False`` keeps identity comparison and
-    hashing, so module 06 can keep visited nodes in a set.
+    Declared once, where the op is introduced, as a module-level constant (``POW = Op("pow",
+    saves=("exponent",))``), and used by that name everywhere else: ``record_op(POW, ...)`` when the op
+    runs, ``RULES[POW]`` in module 06. A misspelled constant is a NameError (and a ruff/mypy error), a
+    missing or extra saved value is a TypeError at the first ``record_op``, and module 06 refuses a rule
+    that reads a value its op does not save. Ops compare by value: re-running a cell that declares one
+    gives an equal op.
     """
 
-    op: str
+    name: str
+    saves: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"Op: the name must be a Python identifier such as 'log_softmax', got {self.name!r}")
+        if not isinstance(self.saves, tuple) or not all(isinstance(k, str) and k.isidentifier() for k in self.saves):
+            raise ValueError(f"Op({self.name!r}): saves must be a tuple of names, got {self.saves!r}")
+        if len(set(self.saves)) != len(self.saves):
+            raise ValueError(f"Op({self.name!r}): saves names a value twice: {self.saves}")
+
+
+# The ops of this module (the table above). Modules 02 and 04 declare theirs next to their functions.
+ADD = Op("add")
+SUB = Op("sub")
+MUL = Op("mul")
+DIV = Op("div")
+NEG = Op("neg")
+POW = Op("pow", saves=("exponent",))
+EXP = Op("exp", saves=("output",))
+LOG = Op("log")
+MATMUL = Op("matmul")
+SUM = Op("sum", saves=("dim", "keepdim"))
+MEAN = Op("mean", saves=("dim", "keepdim"))
+MAX = Op("max", saves=("dim", "keepdim", "output"))
+RESHAPE = Op("reshape")
+TRANSPOSE = Op("transpose", saves=("dim0", "dim1"))
+PERMUTE = Op("permute", saves=("dims",))
+SQUEEZE = Op("squeeze", saves=("dim",))
+UNSQUEEZE = Op("unsqueeze", saves=("dim",))
+GETITEM = Op("getitem", saves=("index",))
+CLONE = Op("clone")
+TO = Op("to")
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """How a tracked tensor was made: the op, its input tensors, what its derivative needs.
+
+    PyTorch calls this ``grad_fn`` (``<MulBackward0>``). ``saved`` has exactly the keys ``op.saves``.
+    ``eq=False`` keeps identity comparison and hashing, so module 06 can keep visited nodes in a set.
+    """
+
+    op: Op
     inputs: tuple[Tensor, ...]
     saved: dict[str, Any]
 
     def __repr__(self) -> str:
-        return f"<Node {self.op}>"
+        return f"<Node {self.op.name}>"
 
 
-def record_op(op: str, data: npt.NDArray[Any], inputs: tuple[Tensor, ...], **saved: Any) -> Tensor:
+def _check_saved(op: Op, saved: dict[str, Any]) -> None:
+    """TypeError unless ``op`` is an ``Op`` and ``saved`` has exactly the keys ``op.saves`` declares."""
+    if not isinstance(op, Op):
+        raise TypeError(f"record_op: op must be an Op constant such as MUL or POW, got {op!r}")
+    if set(saved) != set(op.saves):
+        missing, extra = sorted(set(op.saves) - set(saved)), sorted(set(saved) - set(op.saves))
+        raise TypeError(
+            f"record_op({op.name}): {op.name} saves {list(op.saves)}, got {list(saved)} "
+            f"(missing {missing}, unexpected {extra})"
+        )
+
+
+
+def record_op(op: Op, data: npt.NDArray[Any], inputs: tuple[Tensor, ...], **saved: Any) -> Tensor:
     """Wrap the result ``data`` of op ``op`` on ``inputs`` as a Tensor, recording it when needed.
 
     Every Tensor op calls this, and so do later modules for their own ops. Contract:
 
     - ``data`` keeps its dtype exactly (a float64 result stays float64); a NumPy scalar becomes 0-d.
+    - ``op`` is an ``Op`` and the keyword arguments are exactly ``op.saves`` (checked for you by the
+      given first line, ``TypeError`` naming the op and the keys otherwise).
     - every element of ``inputs`` must be a Tensor, else ``TypeError``.
     - the result requires grad, and gets ``grad_fn = Node(op, inputs, saved)``, only when gradient mode
       is on (``is_grad_enabled()``), the result is floating point, and at least one input requires
       grad. Otherwise ``requires_grad`` is False and ``grad_fn`` is None.
 
     >>> x = Tensor([1.0, 2.0], requires_grad=True)
-    >>> y = record_op("pow", x.data ** 2, (x,), exponent=2)
+    >>> y = record_op(POW, x.data ** 2, (x,), exponent=2)
     >>> y.grad_fn, y.grad_fn.saved
     (<Node pow>, {'exponent': 2})
     """
+    _check_saved(op, saved)  # given: the op is declared and saves what it declares
     for t in inputs:
         if not isinstance(t, Tensor):
-            raise TypeError(f"record_op({op!r}): inputs must be Tensors, got {type(t).__name__}")
+            raise TypeError(f"record_op({op.name}): inputs must be Tensors, got {type(t).__name__}")
     array = np.asarray(data)
     out = Tensor(array, dtype=array.dtype)
     if is_grad_enabled() and array.dtype.kind == "f" and any(t.requires_grad for t in inputs):
@@ -176,7 +241,7 @@ def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> tuple[int, ...]:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
 
 
-_BINARY_UFUNCS: dict[str, np.ufunc] = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+_BINARY_UFUNCS: dict[Op, np.ufunc] = {ADD: np.add, SUB: np.subtract, MUL: np.multiply, DIV: np.divide}
 _COMPARE_UFUNCS: dict[str, np.ufunc] = {
     "gt": np.greater,
     "ge": np.greater_equal,
@@ -340,54 +405,54 @@ class Tensor:
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
     # ---------------------------------------------------------------- C. arithmetic with broadcasting
-    def _binary(self, op: str, other: _Operand) -> Tensor:
+    def _binary(self, op: Op, other: _Operand) -> Tensor:
         """``self <op> other`` for op in add, sub, mul, div: broadcast, promote, compute, record.
 
         ``other`` becomes a Tensor with ``_as_tensor``; shapes are checked with ``_broadcast_shape`` (so
         the ValueError names the op); both arrays are cast to ``_result_dtype`` of the two dtypes (float32
-        instead of a non-floating type for ``div``); the NumPy ufunc is ``_BINARY_UFUNCS[op]``; the
+        instead of a non-floating type for ``DIV``); the NumPy ufunc is ``_BINARY_UFUNCS[op]``; the
         result is made by ``record_op(op, result, (self, other))``. Division by zero gives inf or nan
         without a warning, as in PyTorch (``np.errstate``).
         """
         rhs = _as_tensor(other, self)
-        _broadcast_shape(op, self, rhs)
+        _broadcast_shape(op.name, self, rhs)
         dtype = _result_dtype(self.dtype, rhs.dtype)
-        if op == "div" and dtype.kind != "f":
+        if op == DIV and dtype.kind != "f":
             dtype = float32
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out = _BINARY_UFUNCS[op](self.data.astype(dtype, copy=False), rhs.data.astype(dtype, copy=False))
         return record_op(op, out, (self, rhs))
 
     def __add__(self, other: _Operand) -> Tensor:
-        return self._binary("add", other)
+        return self._binary(ADD, other)
 
     def __radd__(self, other: _Operand) -> Tensor:
-        return _as_tensor(other, self)._binary("add", self)
+        return _as_tensor(other, self)._binary(ADD, self)
 
     def __sub__(self, other: _Operand) -> Tensor:
-        return self._binary("sub", other)
+        return self._binary(SUB, other)
 
     def __rsub__(self, other: _Operand) -> Tensor:
-        return _as_tensor(other, self)._binary("sub", self)
+        return _as_tensor(other, self)._binary(SUB, self)
 
     def __mul__(self, other: _Operand) -> Tensor:
-        return self._binary("mul", other)
+        return self._binary(MUL, other)
 
     def __rmul__(self, other: _Operand) -> Tensor:
-        return _as_tensor(other, self)._binary("mul", self)
+        return _as_tensor(other, self)._binary(MUL, self)
 
     def __truediv__(self, other: _Operand) -> Tensor:
-        return self._binary("div", other)
+        return self._binary(DIV, other)
 
     def __rtruediv__(self, other: _Operand) -> Tensor:
-        return _as_tensor(other, self)._binary("div", self)
+        return _as_tensor(other, self)._binary(DIV, self)
 
     def __neg__(self) -> Tensor:
-        """``-self`` (op ``neg``, same dtype)."""
-        return record_op("neg", np.negative(self.data), (self,))
+        """``-self`` (op ``NEG``, same dtype)."""
+        return record_op(NEG, np.negative(self.data), (self,))
 
     def __pow__(self, exponent: Number) -> Tensor:
-        """``self ** exponent`` for a Python number (op ``pow``, saving ``exponent``).
+        """``self ** exponent`` for a Python number (op ``POW``, saving ``exponent``).
 
         The dtype stays, except that a float exponent makes a non-floating tensor float32. A Tensor
         exponent raises ``TypeError`` (not supported here). Overflow or a negative base with a fractional
@@ -400,21 +465,21 @@ class Tensor:
             base = base.astype(float32)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             out = np.power(base, exponent)
-        return record_op("pow", out, (self,), exponent=exponent)
+        return record_op(POW, out, (self,), exponent=exponent)
 
     def exp(self) -> Tensor:
-        """Elementwise e**x (op ``exp``, saving ``output``); integers give float32; overflow gives inf."""
+        """Elementwise e**x (op ``EXP``, saving ``output``); integers give float32; overflow gives inf."""
         base = self.data if self.dtype.kind == "f" else self.data.astype(float32)
         with np.errstate(over="ignore"):
             out = np.exp(base)
-        return record_op("exp", out, (self,), output=out)
+        return record_op(EXP, out, (self,), output=out)
 
     def log(self) -> Tensor:
-        """Elementwise natural log (op ``log``); log(0) = -inf and log(-1) = nan, without warnings."""
+        """Elementwise natural log (op ``LOG``); log(0) = -inf and log(-1) = nan, without warnings."""
         base = self.data if self.dtype.kind == "f" else self.data.astype(float32)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = np.log(base)
-        return record_op("log", out, (self,))
+        return record_op(LOG, out, (self,))
 
     # comparisons: elementwise bool tensors, never recorded
     def _compare(self, op: str, other: _Operand) -> Tensor:
@@ -445,7 +510,7 @@ class Tensor:
 
     # ---------------------------------------------------------------- D. matrix multiplication
     def matmul(self, other: _Operand) -> Tensor:
-        """The matrix product ``self @ other`` with ``np.matmul``'s rules (op ``matmul``).
+        """The matrix product ``self @ other`` with ``np.matmul``'s rules (op ``MATMUL``).
 
         See the table in section D: vectors, matrices and batches (batch dims broadcast). Raises
         ``ValueError`` naming the op and both shapes: for 0-d operands, when the inner sizes differ
@@ -466,7 +531,7 @@ class Tensor:
             raise ValueError(f"matmul: batch dims of shapes {a_shape} and {b_shape} do not broadcast") from None
         dtype = _result_dtype(self.dtype, rhs.dtype)
         out = np.matmul(self.data.astype(dtype, copy=False), rhs.data.astype(dtype, copy=False))
-        return record_op("matmul", out, (self, rhs))
+        return record_op(MATMUL, out, (self, rhs))
 
     def __matmul__(self, other: _Operand) -> Tensor:
         return self.matmul(other)
@@ -476,31 +541,31 @@ class Tensor:
 
     # ---------------------------------------------------------------- E. reductions
     def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
-        """Sum over ``dim`` (None: all elements) (op ``sum``, saving ``dim`` and ``keepdim`` as given).
+        """Sum over ``dim`` (None: all elements) (op ``SUM``, saving ``dim`` and ``keepdim`` as given).
 
         Floating dtypes are kept; bool and integer tensors sum to int64. ``keepdim=True`` keeps the reduced
         dims with size 1. An out-of-range dim raises ``IndexError`` (NumPy's ``AxisError`` is one).
         """
         dtype = self.dtype if self.dtype.kind == "f" else int64
         out = np.sum(self.data, axis=dim, keepdims=keepdim, dtype=dtype)
-        return record_op("sum", out, (self,), dim=dim, keepdim=keepdim)
+        return record_op(SUM, out, (self,), dim=dim, keepdim=keepdim)
 
     def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
-        """Mean over ``dim`` (op ``mean``, saving ``dim`` and ``keepdim``); floating dtypes are kept and
+        """Mean over ``dim`` (op ``MEAN``, saving ``dim`` and ``keepdim``); floating dtypes are kept and
         non-floating input gives float32 (PyTorch refuses integer means). ``IndexError`` for a dim out of range."""
         dtype = self.dtype if self.dtype.kind == "f" else float32
         out = np.mean(self.data, axis=dim, keepdims=keepdim, dtype=dtype)
-        return record_op("mean", out, (self,), dim=dim, keepdim=keepdim)
+        return record_op(MEAN, out, (self,), dim=dim, keepdim=keepdim)
 
     def max(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
-        """The maximum over ``dim`` (op ``max``, saving ``dim``, ``keepdim`` and ``output``, the array of
+        """The maximum over ``dim`` (op ``MAX``, saving ``dim``, ``keepdim`` and ``output``, the array of
         maxima), same dtype. ``IndexError`` for a dim out of range.
 
         PyTorch's ``max(dim)`` returns a pair ``(values, indices)``; here ``max`` returns the values only,
         because every other reduction returns one tensor and the indices are ``argmax(dim)``.
         """
         out = np.max(self.data, axis=dim, keepdims=keepdim)
-        return record_op("max", out, (self,), dim=dim, keepdim=keepdim, output=np.asarray(out))
+        return record_op(MAX, out, (self,), dim=dim, keepdim=keepdim, output=np.asarray(out))
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         """The int64 index of the maximum over ``dim`` (None: of the flattened tensor). Not recorded."""
@@ -508,7 +573,7 @@ class Tensor:
 
     # ---------------------------------------------------------------- F. shapes, views and copies
     def reshape(self, *shape: int | tuple[int, ...]) -> Tensor:
-        """The same elements in a new shape (ints or one tuple; one -1 is inferred) (op ``reshape``).
+        """The same elements in a new shape (ints or one tuple; one -1 is inferred) (op ``RESHAPE``).
 
         A view when the memory layout allows it, else a copy. Raises ``ValueError`` naming both shapes
         when the element counts differ: ``"reshape: cannot reshape shape (2, 3) into (4,)"``.
@@ -518,10 +583,10 @@ class Tensor:
             out = self.data.reshape(new_shape)
         except ValueError:
             raise ValueError(f"reshape: cannot reshape shape {self.shape} into {new_shape}") from None
-        return record_op("reshape", out, (self,))
+        return record_op(RESHAPE, out, (self,))
 
     def view(self, *shape: int | tuple[int, ...]) -> Tensor:
-        """Like ``reshape`` but never copies (op ``reshape``): ``RuntimeError`` for a non-contiguous tensor.
+        """Like ``reshape`` but never copies (op ``RESHAPE``): ``RuntimeError`` for a non-contiguous tensor.
 
         (PyTorch's ``view`` also works on some non-contiguous tensors whose strides happen to fit; this one
         asks for contiguity, which is simpler to reason about.)
@@ -534,50 +599,50 @@ class Tensor:
         return self.reshape(*shape)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
-        """Swap dims ``dim0`` and ``dim1`` (a view; negative dims count from the end) (op ``transpose``,
+        """Swap dims ``dim0`` and ``dim1`` (a view; negative dims count from the end) (op ``TRANSPOSE``,
         saving ``dim0`` and ``dim1`` as given)."""
         out = np.swapaxes(self.data, dim0, dim1)
-        return record_op("transpose", out, (self,), dim0=dim0, dim1=dim1)
+        return record_op(TRANSPOSE, out, (self,), dim0=dim0, dim1=dim1)
 
     def permute(self, *dims: int | tuple[int, ...]) -> Tensor:
-        """Reorder all dims (ints or one tuple; a view) (op ``permute``, saving ``dims`` as non-negative
+        """Reorder all dims (ints or one tuple; a view) (op ``PERMUTE``, saving ``dims`` as non-negative
         ints). ``ValueError`` if ``dims`` is not a permutation of the tensor's dims."""
         order = tuple(d % self.ndim if self.ndim else d for d in _shape_arg(dims))
         if sorted(order) != list(range(self.ndim)):
             raise ValueError(f"permute: {_shape_arg(dims)} is not a permutation of the dims of shape {self.shape}")
-        return record_op("permute", np.transpose(self.data, order), (self,), dims=order)
+        return record_op(PERMUTE, np.transpose(self.data, order), (self,), dims=order)
 
     def squeeze(self, dim: int | None = None) -> Tensor:
         """Remove size-1 dims: all of them (``dim=None``) or ``dim`` if its size is 1, else no change.
-        A view (op ``squeeze``, saving ``dim``)."""
+        A view (op ``SQUEEZE``, saving ``dim``)."""
         if dim is None:
             out = np.squeeze(self.data)
         elif self.size(dim) == 1:
             out = np.squeeze(self.data, axis=dim)
         else:
             out = self.data.view()
-        return record_op("squeeze", out, (self,), dim=dim)
+        return record_op(SQUEEZE, out, (self,), dim=dim)
 
     def unsqueeze(self, dim: int) -> Tensor:
-        """Insert a size-1 dim at position ``dim`` (``-ndim-1 <= dim <= ndim``); a view (op ``unsqueeze``,
+        """Insert a size-1 dim at position ``dim`` (``-ndim-1 <= dim <= ndim``); a view (op ``UNSQUEEZE``,
         saving ``dim``). ``(3,)`` gives ``(1, 3)`` for dim 0 and ``(3, 1)`` for dim 1 or -1."""
-        return record_op("unsqueeze", np.expand_dims(self.data, dim), (self,), dim=dim)
+        return record_op(UNSQUEEZE, np.expand_dims(self.data, dim), (self,), dim=dim)
 
     def __getitem__(self, index: Any) -> Tensor:
-        """NumPy indexing (op ``getitem``, saving ``index = _numpy_index(index)``): basic indexing (ints,
+        """NumPy indexing (op ``GETITEM``, saving ``index = _numpy_index(index)``): basic indexing (ints,
         slices, None, ...) gives a view, advanced indexing (int arrays, lists, bool masks) a copy.
         Tensor indices are allowed."""
         numpy_index = _numpy_index(index)
-        return record_op("getitem", self.data[numpy_index], (self,), index=numpy_index)
+        return record_op(GETITEM, self.data[numpy_index], (self,), index=numpy_index)
 
     def contiguous(self) -> Tensor:
-        """``self`` if already contiguous, else a row-major copy (op ``clone``)."""
+        """``self`` if already contiguous, else a row-major copy (op ``CLONE``)."""
         if self.is_contiguous():
             return self
-        return record_op("clone", np.ascontiguousarray(self.data), (self,))
+        return record_op(CLONE, np.ascontiguousarray(self.data), (self,))
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-        """Merge dims ``start_dim..end_dim`` into one (op ``reshape``); a 0-d tensor becomes shape (1,)."""
+        """Merge dims ``start_dim..end_dim`` into one (op ``RESHAPE``); a 0-d tensor becomes shape (1,)."""
         if self.ndim == 0:
             return self.reshape(1)
         start, end = start_dim % self.ndim, end_dim % self.ndim
@@ -595,21 +660,21 @@ class Tensor:
         return self.transpose(0, 1)
 
     def clone(self) -> Tensor:
-        """A copy in new memory, still recorded (op ``clone``)."""
-        return record_op("clone", self.data.copy(), (self,))
+        """A copy in new memory, still recorded (op ``CLONE``)."""
+        return record_op(CLONE, self.data.copy(), (self,))
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's memory that is not tracked (``requires_grad=False``, no grad_fn)."""
         return Tensor(self.data, dtype=self.dtype)
 
     def to(self, dtype: npt.DTypeLike) -> Tensor:
-        """A cast to ``dtype`` (op ``to`` when the result is floating); ``self`` if the dtype is the same."""
+        """A cast to ``dtype`` (op ``TO`` when the result is floating); ``self`` if the dtype is the same."""
         target = np.dtype(dtype)
         if target == self.dtype:
             return self
         if target.kind not in _NUMERIC_KINDS:
             raise TypeError(f"to: dtype must be a bool, integer or floating dtype, got {target}")
-        return record_op("to", self.data.astype(target), (self,))
+        return record_op(TO, self.data.astype(target), (self,))
 
     def float(self) -> Tensor:
         """``to(float32)``."""
