@@ -29,11 +29,16 @@ def test_cumulative_mode_grades_against_the_students_own_earlier_modules(scratch
     submit(course, "no-tensor", activations, solved=True)
     submit(course, "only-02", activations, solved=True)
 
+    full = sum(
+        float(notebooks.grader_meta(cell)["points"])
+        for cell in notebooks.read(course.source_notebook(activations)).cells
+        if notebooks.is_test(cell)
+    )
     reference = {s.student: s for s in autograde(course, activations, options=Options(workers=2))}
-    assert {name: s.score for name, s in reference.items()} == {"whole": 100.0, "no-tensor": 100.0, "only-02": 100.0}
+    assert {name: s.score for name, s in reference.items()} == {"whole": full, "no-tensor": full, "only-02": full}
 
     own = {s.student: s for s in autograde(course, activations, options=Options(force=True, cumulative=True))}
-    assert own["whole"].score == 100.0 and own["whole"].status is Status.GRADED
-    # Their own 01 is the untouched stub, so 02 cannot work: only a test that needs no Tensor (reprs) passes.
+    assert own["whole"].score == full and own["whole"].status is Status.GRADED
+    # Their own 01 is the untouched stub, so 02 cannot work (at most a test that needs no Tensor passes).
     assert own["no-tensor"].score is not None and own["no-tensor"].score < 10.0, own["no-tensor"]
     assert own["only-02"].status is Status.ATTENTION and "no submission of 01_tensor" in own["only-02"].reason
