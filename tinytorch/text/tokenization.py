@@ -45,13 +45,15 @@ def strip_play_markup(markdown: str) -> str:
             out.append(line)
 
     for raw in markdown.splitlines():
-        line = raw.strip()
+        line = INLINE_DIRECTION.sub("", raw).strip()
         if closing:
             if line.endswith(closing):
                 closing = ""
             continue
-        if not line:
+        if not raw.strip():
             blank()
+        elif not line:
+            continue  # a line that was only an inline direction
         elif line.startswith("#"):
             continue
         elif (speaker := SPEAKER.fullmatch(line)) is not None:
@@ -384,9 +386,9 @@ def encode_chunk(data: bytes, merges: dict[tuple[int, int], int]) -> list[int]:
     == [258, 97, 115]``.
     """
     ids = list(data)
+    unranked = float("inf")  # the rank of a pair that is not a merge
     while len(ids) >= 2:
-        pairs = get_stats(ids)
-        pair = min(pairs, key=lambda p: merges.get(p, float("inf")))
+        pair = min(pairwise(ids), key=lambda p: merges.get(p, unranked))
         if pair not in merges:
             break
         ids = merge(ids, pair, merges[pair])
