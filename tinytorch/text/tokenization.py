@@ -434,12 +434,18 @@ class BPETokenizer(Tokenizer):
         self._cache: dict[str, list[int]] = {}
 
     def train(self, text: str, vocab_size: int | None = None, verbose: bool = False) -> None:
-        """Learn merges until the vocabulary has ``vocab_size`` tokens (or no pair is left); replaces old ones."""
+        """Learn merges until the vocabulary has ``vocab_size`` tokens (or no pair is left); replaces old ones.
+
+        Cuts ``text`` into chunks with ``self.pattern`` (``chunk_counts``), learns ``vocab_size - 256``
+        merges with ``train_incremental`` (``verbose`` passed on), sets ``merges`` and ``vocab``
+        (``build_vocab``) and empties the chunk cache ``_cache``. ``ValueError`` if ``vocab_size`` is None or
+        below 256.
+        """
         if vocab_size is None or vocab_size < 256:
             raise ValueError(f"a byte-level BPE vocabulary has at least 256 tokens, got vocab_size={vocab_size}")
         self.merges = train_incremental(chunk_counts(text, self.pattern), vocab_size - 256, verbose)
         self.vocab = build_vocab(self.merges)
-        self._cache = {}
+        self._cache = {}  # ids of chunks encoded with the old merges are stale
 
     def encode(self, text: str) -> list[int]:
         """The ids of ``text``: each chunk encoded by rank (``encode_chunk``), chunks concatenated."""
