@@ -199,7 +199,11 @@ def _parser() -> argparse.ArgumentParser:
     milestone.add_argument("name", nargs="?", help="1957, perceptron or 1957_perceptron (default: list them)")
     milestone.add_argument("--learner", action="store_true", help="use your own package (notebooks/tinytorch)")
     milestone.add_argument("--out", help="folder for the plot (default: reports/milestones)")
-    bench = add("bench", _bench, "measure grading (course vs plain nbgrader) or training (tinytorch vs NumPy, PyTorch)")
+    bench = add(
+        "bench",
+        _bench,
+        "measure grading (course vs plain nbgrader), training (tinytorch vs NumPy, PyTorch) or tokenization (BPE)",
+    )
     bench.add_argument("what", choices=["grading", "training", "tokenization"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
