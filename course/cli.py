@@ -112,6 +112,11 @@ def _demo(course: Course, args: argparse.Namespace) -> int:
 
 
 def _bench(course: Course, args: argparse.Namespace) -> int:
+    if args.what == "tokenization":
+        from course.bench_tokenization import bench_tokenization
+
+        print(bench_tokenization().table())
+        return 0
     if args.what == "training":
         from course.bench_training import bench_training
 
@@ -194,8 +199,12 @@ def _parser() -> argparse.ArgumentParser:
     milestone.add_argument("name", nargs="?", help="1957, perceptron or 1957_perceptron (default: list them)")
     milestone.add_argument("--learner", action="store_true", help="use your own package (notebooks/tinytorch)")
     milestone.add_argument("--out", help="folder for the plot (default: reports/milestones)")
-    bench = add("bench", _bench, "measure grading (course vs plain nbgrader) or training (tinytorch vs NumPy, PyTorch)")
-    bench.add_argument("what", choices=["grading", "training"])
+    bench = add(
+        "bench",
+        _bench,
+        "measure grading (course vs plain nbgrader), training (tinytorch vs NumPy, PyTorch) or tokenization (BPE)",
+    )
+    bench.add_argument("what", choices=["grading", "training", "tokenization"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
