@@ -39,10 +39,12 @@ def test_pytorch_spellings() -> None:
     from tinytorch.core.layers import Linear, kaiming_uniform_
     from tinytorch.core.optimizers import Adam
     from tinytorch.core.training import WarmupCosineLR
+    from tinytorch.text.embeddings import Embedding, embedding
 
     assert tt.nn.Linear is Linear and tt.nn.functional.relu is relu and tt.nn.init.kaiming_uniform_ is kaiming_uniform_
     assert tt.optim.Adam is Adam and tt.optim.lr_scheduler.WarmupCosineLR is WarmupCosineLR
     assert tt.utils.data.DataLoader is DataLoader
+    assert tt.nn.Embedding is Embedding and tt.nn.functional.embedding is embedding
     assert isinstance(tt.tensor([1.0, 2.0]), tt.Tensor)
     with tt.no_grad():
         assert not tt.is_grad_enabled()

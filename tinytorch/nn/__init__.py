@@ -15,6 +15,7 @@ from tinytorch._lazy import lazy_names
 if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exported
     from tinytorch.core.layers import Dropout, GELU, Linear, Module, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh
     from tinytorch.core.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+    from tinytorch.text.embeddings import Embedding
     from tinytorch.nn import functional as functional, init as init, utils as utils
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     'BCEWithLogitsLoss',
     'CrossEntropyLoss',
     'Dropout',
+    'Embedding',
     'GELU',
     'Linear',
     'MSELoss',
@@ -42,6 +44,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'BCEWithLogitsLoss': ('tinytorch.core.losses', '04_losses'),
             'CrossEntropyLoss': ('tinytorch.core.losses', '04_losses'),
             'Dropout': ('tinytorch.core.layers', '03_layers'),
+            'Embedding': ('tinytorch.text.embeddings', '11_embeddings'),
             'GELU': ('tinytorch.core.layers', '03_layers'),
             'Linear': ('tinytorch.core.layers', '03_layers'),
             'MSELoss': ('tinytorch.core.losses', '04_losses'),

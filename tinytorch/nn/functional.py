@@ -21,11 +21,13 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
         log_softmax,
         mse_loss,
     )
+    from tinytorch.text.embeddings import embedding
 
 __all__ = [
     'binary_cross_entropy',
     'binary_cross_entropy_with_logits',
     'cross_entropy',
+    'embedding',
     'gelu',
     'log_softmax',
     'mse_loss',
@@ -42,6 +44,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'binary_cross_entropy': ('tinytorch.core.losses', '04_losses'),
             'binary_cross_entropy_with_logits': ('tinytorch.core.losses', '04_losses'),
             'cross_entropy': ('tinytorch.core.losses', '04_losses'),
+            'embedding': ('tinytorch.text.embeddings', '11_embeddings'),
             'gelu': ('tinytorch.core.activations', '02_activations'),
             'log_softmax': ('tinytorch.core.losses', '04_losses'),
             'mse_loss': ('tinytorch.core.losses', '04_losses'),
