@@ -215,7 +215,7 @@ class LearnedPositionalEmbedding(Module):
     def __init__(self, max_len: int, d_model: int, generator: np.random.Generator | None = None) -> None:
         super().__init__()
         if max_len < 1 or d_model < 1:
-            raise ValueError(f"LearnedPositionalEmbedding: max_len and d_model must be >= 1, got {max_len}, {d_model}")
+            raise ValueError(f"LearnedPositionalEmbedding: max_len and d_model must be >= 1: {max_len}, {d_model}")
         self.max_len = int(max_len)
         self.d_model = int(d_model)
         self.weight = Parameter(np.empty((self.max_len, self.d_model), dtype=np.float32))
