@@ -138,6 +138,24 @@ class Embedding(Module):
             text += f", padding_idx={self.padding_idx}"
         return text
 
+    @classmethod
+    def from_pretrained(cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None) -> Embedding:
+        """An Embedding whose weight is ``embeddings`` (like ``torch.nn.Embedding.from_pretrained``).
+
+        ``embeddings`` is a 2-d Tensor ``(num_embeddings, embedding_dim)``; the weight is
+        ``Parameter(embeddings, requires_grad=not freeze)``, so it shares ``embeddings``' memory and dtype, and
+        a frozen table gets no gradient. The padding row is left as given (PyTorch does not zero it either);
+        ``padding_idx`` is stored as in the constructor. The constructor's random draw uses a private
+        generator, so ``default_generator`` is not advanced. ``ValueError`` if ``embeddings`` is not a 2-d
+        Tensor (the message says "2-dimensional").
+        """
+        if not isinstance(embeddings, Tensor) or embeddings.ndim != 2:
+            raise ValueError("Embedding.from_pretrained: embeddings must be a 2-dimensional Tensor")
+        rows, dim = embeddings.shape
+        emb = cls(rows, dim, padding_idx=padding_idx, generator=np.random.default_rng(0))
+        emb.weight = Parameter(embeddings, requires_grad=not freeze)
+        return emb
+
 
 def sinusoidal_encoding(max_len: int, d_model: int) -> npt.NDArray[np.float32]:
     """The sinusoidal position table of the Transformer paper, ``(max_len, d_model)``, float32.
