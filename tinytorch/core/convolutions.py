@@ -49,7 +49,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
         (24, 3, 28)
     """
     if kernel_size < 1 or stride < 1 or padding < 0:
-        raise ValueError(f"kernel_size and stride must be >= 1 and padding >= 0, got {kernel_size}, {stride}, {padding}")
+        raise ValueError(f"kernel_size and stride must be >= 1, padding >= 0: got {kernel_size}, {stride}, {padding}")
     if size + 2 * padding < kernel_size:
         raise ValueError(f"input of size {size} (padded {size + 2 * padding}) is too small for kernel {kernel_size}")
     return (size + 2 * padding - kernel_size) // stride + 1
@@ -169,7 +169,7 @@ def _conv2d_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     """Gradients of ``conv2d`` for ``(input, weight[, bias])``; the input's by strided accumulation (col2im)."""
     (sh, sw), (ph, pw) = node.saved["stride"], node.saved["padding"]
     x, w = node.inputs[0].data, node.inputs[1].data
-    c_out, _, kh, kw = w.shape
+    _, _, kh, kw = w.shape
     oh, ow = g.shape[2], g.shape[3]
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     grad_w = np.tensordot(g, _windows(xp, kh, kw, sh, sw), axes=([0, 2, 3], [0, 2, 3])).astype(w.dtype)
@@ -390,7 +390,8 @@ def _batch_norm_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     grad_beta = g.sum(axis=axes)
     if node.saved["training"]:
         m = g.size // g.shape[1]
-        grad_x = gamma * inv_std / m * (m * g - grad_beta.reshape(1, -1, 1, 1) - x_hat * grad_gamma.reshape(1, -1, 1, 1))
+        sum_g, sum_gx = grad_beta.reshape(1, -1, 1, 1), grad_gamma.reshape(1, -1, 1, 1)
+        grad_x = gamma * inv_std / m * (m * g - sum_g - x_hat * sum_gx)
     else:
         grad_x = gamma * inv_std * g
     dtype = node.inputs[0].dtype
