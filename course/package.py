@@ -35,11 +35,13 @@ NAMESPACES: dict[str, dict[str, str]] = {
     "tinytorch.nn": {
         "core.layers": "Module Parameter Linear Dropout Sequential ReLU Sigmoid Tanh GELU Softmax",
         "core.losses": "MSELoss CrossEntropyLoss BCELoss BCEWithLogitsLoss",
+        "core.convolutions": "Conv2d MaxPool2d AvgPool2d Flatten BatchNorm2d",
         "text.embeddings": "Embedding",
     },
     "tinytorch.nn.functional": {
         "core.activations": "relu sigmoid tanh gelu softmax",
         "core.losses": "log_softmax mse_loss cross_entropy binary_cross_entropy binary_cross_entropy_with_logits",
+        "core.convolutions": "conv2d max_pool2d avg_pool2d",
         "text.embeddings": "embedding",
     },
     "tinytorch.nn.init": {

@@ -35,6 +35,7 @@ def test_every_table_name_is_the_course_modules_own_object(namespace: str, packa
 
 def test_pytorch_spellings() -> None:
     from tinytorch.core.activations import relu
+    from tinytorch.core.convolutions import BatchNorm2d, Conv2d, Flatten, MaxPool2d, conv2d
     from tinytorch.core.dataloader import DataLoader
     from tinytorch.core.layers import Linear, kaiming_uniform_
     from tinytorch.core.optimizers import Adam
@@ -45,6 +46,8 @@ def test_pytorch_spellings() -> None:
     assert tt.optim.Adam is Adam and tt.optim.lr_scheduler.WarmupCosineLR is WarmupCosineLR
     assert tt.utils.data.DataLoader is DataLoader
     assert tt.nn.Embedding is Embedding and tt.nn.functional.embedding is embedding
+    assert tt.nn.Conv2d is Conv2d and tt.nn.MaxPool2d is MaxPool2d and tt.nn.Flatten is Flatten
+    assert tt.nn.BatchNorm2d is BatchNorm2d and tt.nn.functional.conv2d is conv2d
     assert isinstance(tt.tensor([1.0, 2.0]), tt.Tensor)
     with tt.no_grad():
         assert not tt.is_grad_enabled()

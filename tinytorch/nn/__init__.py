@@ -15,18 +15,24 @@ from tinytorch._lazy import lazy_names
 if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exported
     from tinytorch.core.layers import Dropout, GELU, Linear, Module, Parameter, ReLU, Sequential, Sigmoid, Softmax, Tanh
     from tinytorch.core.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+    from tinytorch.core.convolutions import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d
     from tinytorch.text.embeddings import Embedding
     from tinytorch.nn import functional as functional, init as init, utils as utils
 
 __all__ = [
+    'AvgPool2d',
     'BCELoss',
     'BCEWithLogitsLoss',
+    'BatchNorm2d',
+    'Conv2d',
     'CrossEntropyLoss',
     'Dropout',
     'Embedding',
+    'Flatten',
     'GELU',
     'Linear',
     'MSELoss',
+    'MaxPool2d',
     'Module',
     'Parameter',
     'ReLU',
@@ -40,14 +46,19 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
     __getattr__, __dir__ = lazy_names(
         __name__,
         {
+            'AvgPool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'BCELoss': ('tinytorch.core.losses', '04_losses'),
             'BCEWithLogitsLoss': ('tinytorch.core.losses', '04_losses'),
+            'BatchNorm2d': ('tinytorch.core.convolutions', '09_convolutions'),
+            'Conv2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'CrossEntropyLoss': ('tinytorch.core.losses', '04_losses'),
             'Dropout': ('tinytorch.core.layers', '03_layers'),
             'Embedding': ('tinytorch.text.embeddings', '11_embeddings'),
+            'Flatten': ('tinytorch.core.convolutions', '09_convolutions'),
             'GELU': ('tinytorch.core.layers', '03_layers'),
             'Linear': ('tinytorch.core.layers', '03_layers'),
             'MSELoss': ('tinytorch.core.losses', '04_losses'),
+            'MaxPool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'Module': ('tinytorch.core.layers', '03_layers'),
             'Parameter': ('tinytorch.core.layers', '03_layers'),
             'ReLU': ('tinytorch.core.layers', '03_layers'),

@@ -21,15 +21,19 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
         log_softmax,
         mse_loss,
     )
+    from tinytorch.core.convolutions import avg_pool2d, conv2d, max_pool2d
     from tinytorch.text.embeddings import embedding
 
 __all__ = [
+    'avg_pool2d',
     'binary_cross_entropy',
     'binary_cross_entropy_with_logits',
+    'conv2d',
     'cross_entropy',
     'embedding',
     'gelu',
     'log_softmax',
+    'max_pool2d',
     'mse_loss',
     'relu',
     'sigmoid',
@@ -41,12 +45,15 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
     __getattr__, __dir__ = lazy_names(
         __name__,
         {
+            'avg_pool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'binary_cross_entropy': ('tinytorch.core.losses', '04_losses'),
             'binary_cross_entropy_with_logits': ('tinytorch.core.losses', '04_losses'),
+            'conv2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'cross_entropy': ('tinytorch.core.losses', '04_losses'),
             'embedding': ('tinytorch.text.embeddings', '11_embeddings'),
             'gelu': ('tinytorch.core.activations', '02_activations'),
             'log_softmax': ('tinytorch.core.losses', '04_losses'),
+            'max_pool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'mse_loss': ('tinytorch.core.losses', '04_losses'),
             'relu': ('tinytorch.core.activations', '02_activations'),
             'sigmoid': ('tinytorch.core.activations', '02_activations'),
