@@ -68,7 +68,7 @@ def test_rules_are_restored() -> None:
         (Tensor(1.0, requires_grad=True) * 2.0).backward()
     assert calls == {"mul": 1}
     assert original == RULES
-    assert all(rule.__module__ == "tinytorch.core.autograd" for rule in RULES.values())
+    assert all(rule.__name__ != "wrapped" and rule.__module__.startswith("tinytorch.") for rule in RULES.values())
     assert rule_for(MUL) is RULES[MUL]
 
 
