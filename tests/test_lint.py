@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,9 +63,15 @@ def test_ruff() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_notebook_code_is_typed() -> None:
-    """Every function in a source notebook, test and measurement helpers included, passes mypy (via nbqa)."""
-    result = run("nbqa", "mypy", "source")
+def test_notebook_code_is_typed(tmp_path: Path) -> None:
+    """Every function in a source notebook, test and measurement helpers included, passes mypy (via nbqa).
+
+    nbqa writes a temporary ``.py`` file beside each notebook while it runs; on a copy of ``source/`` those
+    files cannot reach ``test_ruff`` or any other test that reads the tree at the same time."""
+    shutil.copytree(ROOT / "source", tmp_path / "source")
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    result = subprocess.run([sys.executable, "-m", "nbqa", "mypy", "source"], cwd=tmp_path, capture_output=True,
+                            text=True, check=False, env={**os.environ, "MYPYPATH": str(ROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
 
 
