@@ -68,7 +68,9 @@ def missing_modules(course: Course, milestone: Milestone) -> list[str]:
     return [module.name for module in in_order if not is_exported(course, module)]
 
 
-def command(course: Course, milestone: Milestone, *, learner: bool, out: Path) -> tuple[list[str], dict[str, str]]:
+def command(
+    course: Course, milestone: Milestone, *, learner: bool, out: Path, quick: bool = False
+) -> tuple[list[str], dict[str, str]]:
     """The command line and environment that run ``milestone`` with the chosen ``tinytorch``."""
     env = dict(os.environ, MPLBACKEND="Agg")
     if learner:
@@ -81,13 +83,13 @@ def command(course: Course, milestone: Milestone, *, learner: bool, out: Path) -
             )
         # A PYTHONPATH entry is searched before the editable install of the reference package.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(course.workspace), env.get("PYTHONPATH")]))
-    return [sys.executable, str(milestone.script), "--out", str(out)], env
+    return [sys.executable, str(milestone.script), "--out", str(out), *(["--quick"] if quick else [])], env
 
 
-def run(course: Course, key: str, *, learner: bool = False, out: Path | None = None) -> int:
+def run(course: Course, key: str, *, learner: bool = False, out: Path | None = None, quick: bool = False) -> int:
     """Run a milestone; its exit status is 0 when it reached its historical result."""
     milestone = resolve_milestone(course, key)
     folder = out or course.reports / "milestones"
     folder.mkdir(parents=True, exist_ok=True)
-    argv, env = command(course, milestone, learner=learner, out=folder)
+    argv, env = command(course, milestone, learner=learner, out=folder, quick=quick)
     return subprocess.run(argv, env=env, cwd=course.root, check=False).returncode
