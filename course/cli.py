@@ -120,7 +120,7 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
     if args.what == "conv":
         from course.bench_conv import bench_conv
 
-        print(bench_conv())
+        print(bench_conv(threads=args.threads))
         return 0
     if args.what == "training":
         from course.bench_training import bench_training
@@ -214,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
+    bench.add_argument("--threads", type=int, default=1, help="conv: threads for NumPy's BLAS and PyTorch (default: 1)")
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")
