@@ -27,6 +27,7 @@ class Run:
     name: str
     out: Path
     seed: int
+    quick: bool = False
     started: float = field(default_factory=time.perf_counter)
 
     def rng(self) -> np.random.Generator:
@@ -49,12 +50,15 @@ class Run:
         return 0 if reached else 1
 
 
-def start(name: str, description: str) -> Run:
-    """Parse ``--out`` and ``--seed``, say which tinytorch runs, and start the clock."""
+def start(name: str, description: str, quick: str | None = None) -> Run:
+    """Parse ``--out``, ``--seed`` (and ``--quick`` when the milestone has a short run, described by
+    ``quick``), say which tinytorch runs, and start the clock."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=Path("reports/milestones"), help="folder for the plot")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{name} with tinytorch from {Path(tinytorch.__file__).parent}")
-    return Run(name, args.out, args.seed)
+    return Run(name, args.out, args.seed, quick=bool(getattr(args, "quick", False)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -295,7 +296,26 @@ def test_op_without_a_rule_is_named() -> None:
 
 def test_register_rule_refuses_to_replace_a_rule() -> None:
     with pytest.raises(ValueError, match="add"):
-        register_rule(ADD, RULES[ADD])
+        register_rule(ADD, RULES[MUL])
+    assert RULES[ADD] is not RULES[MUL]
+
+
+def test_a_notebook_cell_run_again_replaces_its_own_rule() -> None:
+    """The same function defined again (same module, same name) replaces the rule; a different one is refused."""
+    op = Op("test_autograd_rerun", saves=("scale",))
+    cell = "def scale_backward(g, node):\n    return (g * node.saved['scale'],)\n"
+    first: dict[str, Any] = {"__name__": "cell"}
+    again: dict[str, Any] = {"__name__": "cell"}
+    exec(cell, first)
+    exec(cell, again)
+    try:
+        register_rule(op, first["scale_backward"])
+        register_rule(op, again["scale_backward"])
+        assert RULES[op] is again["scale_backward"]
+        with pytest.raises(ValueError, match="test_autograd_rerun"):
+            register_rule(op, lambda g, node: (g,))
+    finally:
+        RULES.pop(op, None)
 
 
 def test_a_rule_returning_the_wrong_number_of_gradients() -> None:

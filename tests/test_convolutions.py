@@ -131,7 +131,7 @@ def test_against_torch() -> None:
     torch = pytest.importorskip("torch")
     gen = np.random.default_rng(1)
     x, w, b = gen.standard_normal((2, 3, 7, 6)), gen.standard_normal((4, 3, 3, 2)), gen.standard_normal(4)
-    g = gen.standard_normal((2, 4, 3, 7))   # H: (7 - 3) // 2 + 1 = 3; W: 6 + 2 - 2 + 1 = 7
+    g = gen.standard_normal((2, 4, 3, 7))
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     torch.nn.functional.conv2d(tx, tw, tb, stride=(2, 1), padding=(0, 1)).backward(torch.tensor(g))
     ox, ow, ob = f64(x, True), f64(w, True), f64(b, True)

@@ -8,21 +8,24 @@ from pathlib import Path
 import pytest
 from helpers import REPO, ROOT, fill_in, learner_course, run_course
 
-from course.milestones import discover_milestones
+from course.milestones import Milestone, discover_milestones
 
-MILESTONES = [m.name for m in discover_milestones(REPO)]
+MILESTONES = discover_milestones(REPO)
 
 
-def test_the_three_milestones_are_listed() -> None:
+def test_every_milestone_is_listed() -> None:
     listed = run_course(REPO, "milestone")
     assert listed.returncode == 0, listed.stderr
-    for name in ("1957_perceptron", "1969_xor", "1986_mlp"):
-        assert name in listed.stdout
+    for milestone in MILESTONES:
+        assert milestone.name in listed.stdout
 
 
-@pytest.mark.parametrize("name", MILESTONES)
-def test_milestone_reaches_its_result_and_saves_a_plot(name: str, tmp_path: Path) -> None:
-    ran = run_course(REPO, "milestone", name[:4], "--out", str(tmp_path))
+@pytest.mark.parametrize("milestone", MILESTONES, ids=[m.name for m in MILESTONES])
+def test_milestone_reaches_its_result_and_saves_a_plot(milestone: Milestone, tmp_path: Path) -> None:
+    """Each milestone, its --quick run where it has one (the full runs take minutes: see milestones/README.md)."""
+    name = milestone.name
+    quick = ["--quick"] if milestone.has_quick_run else []
+    ran = run_course(REPO, "milestone", name[:4], "--out", str(tmp_path), *quick)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"with tinytorch from {ROOT / 'tinytorch'}" in ran.stdout
     assert re.search(rf"{name}: .+ -> REACHED \(\d+\.\d s\)", ran.stdout), ran.stdout
@@ -54,3 +57,8 @@ def test_learner_milestone_runs_the_learners_own_package(tmp_path: Path) -> None
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"with tinytorch from {course.learner_package}" in ran.stdout
     assert (course.reports / "milestones" / "1957_perceptron.png").is_file()
+
+
+def test_quick_is_refused_where_a_milestone_has_no_quick_run(tmp_path: Path) -> None:
+    refused = run_course(REPO, "milestone", "1957", "--quick", "--out", str(tmp_path))
+    assert refused.returncode == 2 and "has no --quick run" in refused.stderr, refused.stdout + refused.stderr

@@ -67,8 +67,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'tinytorch/core/convolutions.py'),
                                              'tinytorch.core.convolutions._pool_args': ( '09_convolutions/convolutions.html#_pool_args',
                                                                                          'tinytorch/core/convolutions.py'),
-                                             'tinytorch.core.convolutions._register': ( '09_convolutions/convolutions.html#_register',
-                                                                                        'tinytorch/core/convolutions.py'),
                                              'tinytorch.core.convolutions._windows': ( '09_convolutions/convolutions.html#_windows',
                                                                                        'tinytorch/core/convolutions.py'),
                                              'tinytorch.core.convolutions._workspace': ( '09_convolutions/convolutions.html#_workspace',

@@ -415,13 +415,19 @@ def register_rule(op: Op, rule: Rule) -> None:
     """Add the differentiation rule of a new op (for ops introduced after this module).
 
     Raises TypeError if ``op`` is not an ``Op``, ValueError if ``rule`` reads a saved value ``op`` does not
-    declare, and ValueError if ``op`` already has a rule: replacing a rule at run time would change the
-    meaning of every graph that uses it, so it is refused rather than done silently.
+    declare, and ValueError if ``op`` already has a different rule: replacing a rule at run time would change
+    the meaning of every graph that uses it, so it is refused rather than done silently. A function of the
+    same module and name as the registered one replaces it: that is the same cell run again in a notebook.
     """
     _check_rule(op, rule)
-    if op in RULES:
-        raise ValueError(f"register_rule: op {op.name} already has a rule ({RULES[op].__name__})")
+    old = RULES.get(op)
+    if old is not None and _qualified_name(old) != _qualified_name(rule):
+        raise ValueError(f"register_rule: op {op.name} already has a rule ({_qualified_name(old)})")
     RULES[op] = rule
+
+
+def _qualified_name(rule: Rule) -> str:
+    return f"{getattr(rule, '__module__', None)}.{getattr(rule, '__qualname__', repr(rule))}"
 
 
 def rule_for(op: Op) -> Rule:

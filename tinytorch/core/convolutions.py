@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .autograd import RULES, Grads, register_rule
+from .autograd import Grads, register_rule
 from .layers import Module, Parameter, kaiming_uniform_, uniform_
 from .tensor import Node, Op, Tensor, default_generator, record_op
 
@@ -108,15 +108,6 @@ CONV2D = Op("conv2d", saves=("stride", "padding"))
 MAX_POOL2D = Op("max_pool2d", saves=("kernel_size", "stride", "padding", "argmax"))
 AVG_POOL2D = Op("avg_pool2d", saves=("kernel_size", "stride", "padding"))
 BATCH_NORM = Op("batch_norm", saves=("x_hat", "inv_std", "training"))
-
-
-def _register(op: Op, rule: Any) -> None:
-    """``register_rule(op, rule)``; re-running a notebook cell replaces the rule of the same name it registered
-    before (any other rule already registered for ``op`` is still refused with ValueError)."""
-    old = RULES.get(op)
-    if old is not None and old.__name__ == rule.__name__ and old.__module__ == rule.__module__:
-        del RULES[op]
-    register_rule(op, rule)
 
 
 def _windows(xp: npt.NDArray[Any], kh: int, kw: int, sh: int, sw: int) -> npt.NDArray[Any]:
@@ -232,7 +223,7 @@ def _conv2d_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     return grad_x, grad_w, grad_b
 
 
-_register(CONV2D, _conv2d_backward)
+register_rule(CONV2D, _conv2d_backward)
 
 # %% ../../source/09_convolutions/09_convolutions.ipynb #conv2d-module
 class Conv2d(Module):
@@ -351,7 +342,7 @@ def _max_pool2d_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     return (dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].astype(x.dtype),)
 
 
-_register(MAX_POOL2D, _max_pool2d_backward)
+register_rule(MAX_POOL2D, _max_pool2d_backward)
 
 # %% ../../source/09_convolutions/09_convolutions.ipynb #avg-pool2d
 def avg_pool2d(
@@ -386,7 +377,7 @@ def _avg_pool2d_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     return (dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].astype(x.dtype),)
 
 
-_register(AVG_POOL2D, _avg_pool2d_backward)
+register_rule(AVG_POOL2D, _avg_pool2d_backward)
 
 # %% ../../source/09_convolutions/09_convolutions.ipynb #09_convolutions-code-31
 class MaxPool2d(Module):
@@ -447,7 +438,7 @@ def _batch_norm_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     return grad_x.astype(dtype), grad_gamma.astype(dtype), grad_beta.astype(dtype)
 
 
-_register(BATCH_NORM, _batch_norm_backward)
+register_rule(BATCH_NORM, _batch_norm_backward)
 
 
 class BatchNorm2d(Module):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..core.autograd import RULES, Grads, register_rule
+from ..core.autograd import Grads, register_rule
 from ..core.layers import Module, Parameter, normal_
 from ..core.tensor import Node, Op, Tensor, default_generator, record_op
 
@@ -78,7 +78,6 @@ def embedding_backward(g: npt.NDArray[Any], node: Node) -> Grads:
     return (grad,)
 
 # %% ../../source/11_embeddings/11_embeddings.ipynb #11_embeddings-code-12
-RULES.pop(EMBEDDING, None)  # a re-run of this cell replaces the rule it registered before
 register_rule(EMBEDDING, embedding_backward)
 
 # %% ../../source/11_embeddings/11_embeddings.ipynb #embedding-module
