@@ -321,11 +321,21 @@ def max_pool2d(
     """
     k, s, p = _pool_args(kernel_size, stride, padding)
     x = input.data
-    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=-np.inf)
-    win = _windows(xp, k[0], k[1], s[0], s[1])
-    flat = win.reshape(*win.shape[:4], k[0] * k[1])
-    idx = flat.argmax(axis=-1)
-    out = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0].astype(x.dtype)
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=-np.inf) if any(p) else x
+    win = _windows(xp, k[0], k[1], s[0], s[1])                  # (N, C, H_out, W_out, kH, kW): a view
+    if np.isnan(x).any():  # argmax's rule: a NaN wins its window (the first one), so NaN propagates
+        flat = win.reshape(*win.shape[:4], k[0] * k[1])          # copies every window
+        idx = flat.argmax(axis=-1)
+        out = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+    else:  # one comparison per kernel offset over the whole batch; ">" keeps the first of equal values
+        out, idx = win[..., 0, 0].copy(), np.zeros(win.shape[:4], dtype=np.intp)
+        for u in range(k[0]):
+            for v in range(k[1]):
+                if u or v:
+                    better = win[..., u, v] > out
+                    out = np.where(better, win[..., u, v], out)
+                    idx = np.where(better, u * k[1] + v, idx)
+    out = out.astype(x.dtype, copy=False)
     return record_op(MAX_POOL2D, out, (input,), kernel_size=k, stride=s, padding=p, argmax=idx)
 
 # %% ../../source/09_convolutions/09_convolutions.ipynb #max-pool2d-backward
