@@ -46,7 +46,7 @@ def pinned_threads(threads: int) -> Iterator[str]:
             from threadpoolctl import threadpool_limits
 
             stack.enter_context(threadpool_limits(limits=threads))
-            notes.append(f"NumPy BLAS {threads} thread(s)")
+            notes.append(f"NumPy BLAS {threads} thread(s) (threadpoolctl)")
         else:
             notes.append("NumPy BLAS threads not pinned (pip install threadpoolctl)")
         if importlib.util.find_spec("torch") is not None:
@@ -55,7 +55,7 @@ def pinned_threads(threads: int) -> Iterator[str]:
             before = torch.get_num_threads()
             torch.set_num_threads(threads)
             stack.callback(torch.set_num_threads, before)
-            notes.append(f"PyTorch {threads} thread(s)")
+            notes.append(f"PyTorch {threads} thread(s) (torch.set_num_threads)")
         yield ", ".join(notes)
 
 
