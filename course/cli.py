@@ -141,7 +141,7 @@ def _milestone(course: Course, args: argparse.Namespace) -> int:
             missing = milestones.missing_modules(course, milestone)
             modules = ", ".join(name[:2] for name in missing)
             mine = f"export {modules} for --learner" if missing else "ready for --learner"
-            print(f"{milestone.name:<16} {mine:<52} {milestone.title}")
+            print(f"{milestone.name:<16} {mine:<56} {milestone.title}")
         return 0
     out = Path(args.out).resolve() if args.out else None
     return milestones.run(course, args.name, learner=args.learner, out=out, quick=args.quick)
