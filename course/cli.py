@@ -120,7 +120,7 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
     if args.what == "conv":
         from course.bench_conv import bench_conv
 
-        print(bench_conv())
+        print(bench_conv(threads=args.threads))
         return 0
     if args.what == "training":
         from course.bench_training import bench_training
@@ -141,7 +141,7 @@ def _milestone(course: Course, args: argparse.Namespace) -> int:
             missing = milestones.missing_modules(course, milestone)
             modules = ", ".join(name[:2] for name in missing)
             mine = f"export {modules} for --learner" if missing else "ready for --learner"
-            print(f"{milestone.name:<16} {mine:<52} {milestone.title}")
+            print(f"{milestone.name:<16} {mine:<56} {milestone.title}")
         return 0
     out = Path(args.out).resolve() if args.out else None
     return milestones.run(course, args.name, learner=args.learner, out=out, quick=args.quick)
@@ -215,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
+    bench.add_argument("--threads", type=int, default=1, help="conv: threads for NumPy's BLAS and PyTorch (default: 1)")
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")

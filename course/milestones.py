@@ -17,6 +17,7 @@ from pathlib import Path
 
 from course.learner import is_exported
 from course.modules import Course, CourseError, imports_of, prerequisites, providers
+from course.package import NAMESPACES
 
 SCRIPT_NAME = re.compile(r"^(?P<year>\d{4})_(?P<slug>[a-z0-9_]+)\.py$")
 
@@ -68,9 +69,24 @@ def resolve_milestone(course: Course, key: str) -> Milestone:
     raise CourseError(f"There is no milestone {key!r}; the milestones are: {known}.")
 
 
+def used_modules(code: str) -> tuple[str, ...]:
+    """The tinytorch package modules that ``code`` uses, e.g. ``("core.convolutions", "core.training")``.
+
+    ``from tinytorch.core.training import fit`` counts as ``core.training``; a name imported from a PyTorch-shaped
+    namespace counts as the module that provides it (``from tinytorch.nn import Conv2d`` is ``core.convolutions``,
+    ``from tinytorch import no_grad`` is ``core.autograd``), read from ``course.package.NAMESPACES``.
+    """
+    used = set(imports_of(code))
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in NAMESPACES:
+            for alias in node.names:
+                used.update(module for module, names in NAMESPACES[node.module].items() if alias.name in names.split())
+    return tuple(sorted(used))
+
+
 def missing_modules(course: Course, milestone: Milestone) -> list[str]:
     """The modules the script imports that the learner has not exported, e.g. ``["07_optimizers"]``."""
-    needed = {m.name: m for m in providers(course, imports_of(milestone.script.read_text(encoding="utf-8")))}
+    needed = {m.name: m for m in providers(course, used_modules(milestone.script.read_text(encoding="utf-8")))}
     pending = list(needed.values())
     while pending:  # and what those modules import in turn
         for earlier in prerequisites(course, pending.pop()):
