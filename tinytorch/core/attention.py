@@ -33,7 +33,8 @@ def attention_loops(
 
     Returns:
         array ``(L, Ev)`` in ``np.result_type(q, k, v)``: ``out[i] = sum_j w[i, j] * v[j]`` with
-        ``w[i] = softmax(scale * q[i] · k[j] over the keys considered)``.
+        ``w[i] = softmax(scale * q[i] · k[j] over the keys considered)``; finite for any finite scores, however
+        large (the largest score of the row is subtracted before ``exp``).
 
     Raises:
         ValueError: an input is not 2-d, ``q`` and ``k`` have different ``E``, or ``k`` and ``v`` a different
@@ -85,7 +86,7 @@ def attention_bias(
 
     Raises:
         ValueError: both ``attn_mask`` and ``is_causal`` are given (the message says "is_causal"), or the mask's
-            shape does not broadcast to ``(..., L, S)`` (the message names the shape).
+            shape does not broadcast to ``(..., L, S)`` (the message names the shape as a tuple, e.g. "(3, 3)").
         TypeError: ``attn_mask`` is not a Tensor, or its dtype is neither bool nor floating (the message says
             "bool or float").
     """
