@@ -344,7 +344,7 @@ class MultiheadAttention(Module):
         w, b = self.in_proj_weight, self.in_proj_bias
         projected = []
         for part, x in enumerate((query, key, value)):
-            y = x @ w[part * e:(part + 1) * e].T
+            y = x.reshape(-1, e) @ w[part * e:(part + 1) * e].T       # 2-d: the weight's gradient is one product
             if b is not None:
                 y = y + b[part * e:(part + 1) * e]
             projected.append(y.reshape(n, x.shape[1], h, d).transpose(1, 2))
@@ -364,7 +364,7 @@ class MultiheadAttention(Module):
         q, k, v = projected
         heads, weights = attention(q, k, v, attn_mask=Tensor(bias, dtype=dtype) if use_mask else None,
                                    dropout_p=self.dropout if self.training else 0.0)
-        out = self.out_proj(heads.transpose(1, 2).reshape(n, target_len, e))
+        out = self.out_proj(heads.transpose(1, 2).reshape(n * target_len, e)).reshape(n, target_len, e)
         if not need_weights:
             return out, None
         if average_attn_weights:
