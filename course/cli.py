@@ -59,6 +59,18 @@ def _list(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab(course: Course, args: argparse.Namespace) -> int:
+    from course import lab
+
+    return lab.run(course, "learner", port=args.port, open_browser=not args.no_browser)
+
+
+def _formgrader(course: Course, args: argparse.Namespace) -> int:
+    from course import lab
+
+    return lab.run(course, "instructor", port=args.port, open_browser=not args.no_browser)
+
+
 def _build_package(course: Course, args: argparse.Namespace) -> int:
     written = build_package(course)
     print(f"built tinytorch/ from source/: {len(written)} files")
@@ -177,6 +189,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("check", _check, "run a module's visible tests against your exported package").add_argument("module")
     add("list", _list, "list the modules and which ones you started and exported")
+    for name, handler, text in (
+        ("lab", _lab, "start JupyterLab on notebooks/ with the Validate button (a learner's view)"),
+        ("formgrader", _formgrader, "start JupyterLab with nbgrader's formgrader on the course (an instructor's view)"),
+    ):
+        sub = add(name, handler, text)
+        sub.add_argument("--port", type=int, help="the server's port (default: 8888 or the next free one)")
+        sub.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address")
     add("build-package", _build_package, "export every source notebook into the reference package, tinytorch/")
     add("release", _release, "generate student notebooks in release/ with nbgrader").add_argument(
         "modules", nargs="*", help="modules to release (default: all)"
@@ -200,7 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
     )
-    milestone = add("milestone", _milestone, "re-create a historical result (1957, 1969, 1986, 1998, 2017) and save its plot")
+    milestone = add(
+        "milestone", _milestone, "re-create a historical result (1957, 1969, 1986, 1998, 2017) and save its plot"
+    )
     milestone.add_argument("name", nargs="?", help="1957, perceptron or 1957_perceptron (default: list them)")
     milestone.add_argument("--learner", action="store_true", help="use your own package (notebooks/tinytorch)")
     milestone.add_argument("--out", help="folder for the plot (default: reports/milestones)")
