@@ -366,6 +366,8 @@ def _page(
     for _, assignment in reasons:
         counts[assignment] += 1
     students = len({row.student for row in rows} | {student for student, _ in reasons})
+    csv = page.parent / "grades.csv"
+    csv_link = f" Grades CSV (nbgrader's export): <a href='{csv.name}'>{csv.name}</a>." if csv.is_file() else ""
     pictures = "".join(
         f"<figure><img src='{image.name}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}"
         "</figcaption></figure>"
@@ -375,8 +377,8 @@ def _page(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'><title>tinytorch grades</title>"
         f"<style>{STYLE}</style></head><body><h1>tinytorch: auto-graded results</h1>"
-        f"<p>{students} students, {len(summaries)} modules, {sum(counts.values())} submission(s) needing attention. "
-        "Grades CSV (nbgrader's export): <a href='grades.csv'>grades.csv</a>.</p>"
+        f"<p>{students} students, {len(summaries)} modules, {sum(counts.values())} submission(s) needing attention."
+        f"{csv_link}</p>"
         f"{_module_section(summaries, counts)}{_student_section(course, page, rows, reasons)}"
         f"<h2>Plots</h2>{pictures}<script>{SCRIPT}</script></body></html>"
     )
@@ -385,7 +387,10 @@ def _page(
 def write_page(
     course: Course, rows: list[GradeRow], cells: list[CellResult], reasons: dict[tuple[str, str], list[str]]
 ) -> tuple[Path, list[Path]]:
-    """The plots and ``reports/index.html`` for these grades: the page and the plots' paths."""
+    """The plots and ``reports/index.html`` for these grades: the page and the plots' paths.
+
+    The page links ``reports/grades.csv`` when it is there (``report`` writes it first).
+    """
     folder = course.reports
     images = [
         (plot_grades(rows, folder / "grades.png"), "Scores per student and module"),
