@@ -59,6 +59,15 @@ def _list(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(course: Course, args: argparse.Namespace) -> int:
+    from course import status
+
+    done = status.progress(course)
+    print(status.table(done))
+    print(f"\nprogress page: {status.write_page(course, done)}")
+    return 0
+
+
 def _lab(course: Course, args: argparse.Namespace) -> int:
     from course import lab
 
@@ -189,6 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("check", _check, "run a module's visible tests against your exported package").add_argument("module")
     add("list", _list, "list the modules and which ones you started and exported")
+    add("status", _status, "your progress per module and the milestones you reached (a table and reports/status.html)")
     for name, handler, text in (
         ("lab", _lab, "start JupyterLab on notebooks/ with the Validate button (a learner's view)"),
         ("formgrader", _formgrader, "start JupyterLab with nbgrader's formgrader on the course (an instructor's view)"),

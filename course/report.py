@@ -56,7 +56,7 @@ def pass_rates(cells: list[CellResult]) -> list[tuple[str, str, float, int]]:
     return sorted(rates, key=lambda rate: (rate[2], rate[0], rate[1]))
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,11 +65,11 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return path
 
 
@@ -91,7 +91,7 @@ def plot_grades(rows: list[GradeRow], path: Path, most: int = PLOTTED_STUDENTS) 
     students.sort()
     assignments = sorted({row.assignment for row in rows})
     width = 0.8 / max(len(assignments), 1)
-    figure, axes = _pyplot().subplots(figsize=(max(6.0, 0.25 * len(students) + 3), 4))
+    figure, axes = pyplot().subplots(figsize=(max(6.0, 0.25 * len(students) + 3), 4))
     for offset, assignment in enumerate(assignments):
         percent = {r.student: r.percent for r in rows if r.assignment == assignment}
         positions = [i + offset * width for i in range(len(students))]
@@ -104,7 +104,7 @@ def plot_grades(rows: list[GradeRow], path: Path, most: int = PLOTTED_STUDENTS) 
     axes.set_title(f"Auto-graded scores per student and module ({shown})")
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # beside the bars, not on them
     axes.grid(axis="y", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_distributions(rows: list[GradeRow], path: Path) -> Path:
@@ -112,7 +112,7 @@ def plot_distributions(rows: list[GradeRow], path: Path) -> Path:
     assignments = sorted({row.assignment for row in rows})
     columns = min(4, max(len(assignments), 1))
     lines = -(-len(assignments) // columns)
-    figure, axes = _pyplot().subplots(
+    figure, axes = pyplot().subplots(
         lines, columns, figsize=(4 * columns, 3.2 * lines), squeeze=False, sharey=True
     )
     for axis in axes.flat[len(assignments) :]:
@@ -126,7 +126,7 @@ def plot_distributions(rows: list[GradeRow], path: Path) -> Path:
     for line in axes:
         line[0].set_ylabel("submissions")
     axes[0][0].yaxis.get_major_locator().set_params(integer=True)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_pass_rates(rates: list[tuple[str, str, float, int]], path: Path, most: int = 20) -> Path:
@@ -136,7 +136,7 @@ def plot_pass_rates(rates: list[tuple[str, str, float, int]], path: Path, most: 
     """
     total = len(rates)
     rates = rates[:most]
-    figure, axes = _pyplot().subplots(figsize=(7, 0.32 * len(rates) + 1.2))
+    figure, axes = pyplot().subplots(figsize=(7, 0.32 * len(rates) + 1.2))
     labels = [f"{assignment} / {cell}" for assignment, cell, _, _ in rates]
     axes.barh(range(len(rates)), [100 * rate for _, _, rate, _ in rates], color="tab:green")
     axes.set_yticks(range(len(rates)), labels, fontsize="small")
@@ -146,7 +146,7 @@ def plot_pass_rates(rates: list[tuple[str, str, float, int]], path: Path, most: 
     shown = f"the {len(rates)} hardest of {total} test cells" if total > len(rates) else f"all {total} test cells"
     axes.set_title(f"Which tests students fail most\n({shown})")
     axes.grid(axis="x", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 @dataclass(frozen=True)
