@@ -41,5 +41,8 @@ lab: install  ## JupyterLab for a learner: notebooks/, the course's kernel, nbgr
 formgrader: install  ## JupyterLab with nbgrader's formgrader for an instructor
 	$(BIN)/course formgrader
 
+site: install  ## the course as a static HTML site in reports/site (README, modules, milestones), links checked
+	$(BIN)/course site
+
 clean:  ## remove generated grading folders (never submitted/ or the gradebook)
 	rm -rf demo-class autograded feedback reports .pytest_cache

@@ -68,6 +68,18 @@ def _status(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
+def _site(course: Course, args: argparse.Namespace) -> int:
+    from course import site
+
+    out = Path(args.out).resolve() if args.out else course.reports / "site"
+    pages = site.build(course, out)
+    broken = site.broken_links(out)
+    for link in broken:
+        print(f"broken link: {link}", file=sys.stderr)
+    print(f"{len(pages)} pages in {out}; open {out / 'index.html'}")
+    return 1 if broken else 0
+
+
 def _lab(course: Course, args: argparse.Namespace) -> int:
     from course import lab
 
@@ -199,6 +211,9 @@ def _parser() -> argparse.ArgumentParser:
     add("check", _check, "run a module's visible tests against your exported package").add_argument("module")
     add("list", _list, "list the modules and which ones you started and exported")
     add("status", _status, "your progress per module and the milestones you reached (a table and reports/status.html)")
+    add("site", _site, "build the course as a static HTML site (nbconvert) and check its links").add_argument(
+        "--out", help="the site's folder (default: reports/site)"
+    )
     for name, handler, text in (
         ("lab", _lab, "start JupyterLab on notebooks/ with the Validate button (a learner's view)"),
         ("formgrader", _formgrader, "start JupyterLab with nbgrader's formgrader on the course (an instructor's view)"),
