@@ -57,22 +57,31 @@ def code_cell(page: Any, text: str) -> Any:
     return page.locator(".jp-CodeCell").filter(has_text=text).first
 
 
+PROMPT_CHANGED = (
+    "([cell, before]) => { const p = cell.querySelector('.jp-InputPrompt').innerText;"
+    " return /\\[\\d+\\]/.test(p) && p !== before; }"
+)
+
+
+def run_cell(page: Any, cell: Any) -> None:
+    """Select ``cell``, run it with Shift+Enter as a learner does, and wait until its prompt shows a new number."""
+    before = cell.locator(".jp-InputPrompt").inner_text()
+    cell.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(PROMPT_CHANGED, arg=[cell.element_handle(), before], timeout=120_000)
+
+
 def answer_and_run(page: Any, answer: str) -> Any:
     """Type ``answer`` into the exercise cell, run it and the test cell below it; the test cell, once run."""
     exercise = code_cell(page, "def matmul_loops(")
-    editor = exercise.locator(".cm-content")
-    editor.click()
+    exercise.locator(".cm-content").click()
     page.keyboard.press("Control+A")
     page.keyboard.insert_text(answer)
+    assert answer.splitlines()[-2].strip() in exercise.locator(".cm-content").inner_text()
+    page.keyboard.press("Escape")  # back to command mode
+    run_cell(page, exercise)
     test = exercise.locator("xpath=following-sibling::div[contains(@class, 'jp-CodeCell')][1]")
-    before = test.locator(".jp-InputPrompt").inner_text()
-    page.keyboard.press("Shift+Enter")  # runs the exercise, selects the test cell
-    page.keyboard.press("Shift+Enter")  # runs the test cell
-    page.wait_for_function(
-        "([cell, before]) => { const p = cell.querySelector('.jp-InputPrompt').innerText;"
-        " return /\\[\\d+\\]/.test(p) && p !== before; }",
-        arg=[test.element_handle(), before],
-    )
+    run_cell(page, test)
     return test
 
 
@@ -106,6 +115,9 @@ def test_learner_fills_in_runs_and_validates(tmp_path: Path) -> None:
         code_cell(page, "YOUR CODE HERE").locator(".jp-InputPrompt").click()
         page.get_by_text("Run", exact=True).click()
         page.get_by_text("Run All Above Selected Cell").click()
+        above = "xpath=preceding-sibling::div[contains(@class, 'jp-CodeCell')][1]"
+        setup = code_cell(page, "def matmul_loops(").locator(above)
+        page.wait_for_function(PROMPT_CHANGED, arg=[setup.element_handle(), "[ ]:"], timeout=120_000)
         test = answer_and_run(page, RIGHT)
         test.scroll_into_view_if_needed()
         screenshot(page, "learner-1-test-passes")
