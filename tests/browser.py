@@ -85,13 +85,19 @@ def _wait_until_ready(server: Server, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"JupyterLab did not answer within {SERVER_START_TIMEOUT:g} s:\n{log}")
 
 
-@contextmanager
-def chromium_page() -> Iterator[Any]:
-    """A Playwright page in Debian's chromium (1400x900); skips the test when either is missing."""
+def require_browser() -> tuple[Any, str]:
+    """Playwright's sync API and Debian's chromium; skips the test, saying which is missing, before any setup."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed")
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium); browsers are never downloaded")
+    return sync_api, executable
+
+
+@contextmanager
+def chromium_page() -> Iterator[Any]:
+    """A Playwright page in Debian's chromium (1400x900); skips the test when either is missing."""
+    sync_api, executable = require_browser()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:

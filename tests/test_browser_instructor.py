@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from browser import chromium_page, jupyter_server, screenshot
+from browser import chromium_page, jupyter_server, require_browser, screenshot
 from helpers import REPO, copy_course, run_course
 
 from course import notebooks, submission
@@ -72,6 +72,7 @@ def check_report_page(page: Any) -> list[str]:
 
 
 def test_formgrader_shows_the_graded_class_and_the_report_page(tmp_path: Path) -> None:
+    require_browser()
     course = graded_class(tmp_path / "course")
     scores = {row.student: f"{row.score:g} / {row.max_score:g}" for row in grades(course)}
     assert scores == {"ada": "100 / 100", "bob": "0 / 100"}, scores  # what formgrader must show
@@ -125,6 +126,7 @@ def test_formgrader_shows_the_graded_class_and_the_report_page(tmp_path: Path) -
 
 def test_report_page_for_a_class_of_3000(tmp_path: Path) -> None:
     """The page written for 3,000 students fits the window, and its table searches and sorts."""
+    require_browser()
     course = copy_course(tmp_path / "course")
     shutil.rmtree(course.source)  # the page needs the release notebooks only (test cells' order)
     rng = random.Random(0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import nbformat
 import pytest
-from browser import chromium_page, jupyter_server, screenshot
+from browser import chromium_page, jupyter_server, require_browser, screenshot
 from helpers import REPO, copy_course
 
 from course import learner, notebooks
@@ -95,6 +95,7 @@ def validate(page: Any) -> str:
 
 
 def test_learner_fills_in_runs_and_validates(tmp_path: Path) -> None:
+    require_browser()
     course = learner_with_one_exercise_left(tmp_path / "course")
     with jupyter_server(course, "learner", tmp_path / "lab.log") as server, chromium_page() as page:
         page.goto(server.page(f"/lab/tree/notebooks/{MODULE}.ipynb"))
