@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install build demo test lint clean
+.PHONY: install build demo test lint lab formgrader site clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -40,6 +40,15 @@ lint: install  ## mypy --strict and ruff on the package, the course tool, the te
 	$(BIN)/mypy
 	$(BIN)/ruff check tinytorch course tests milestones source
 	$(BIN)/nbqa mypy source
+
+lab: install  ## JupyterLab for a learner: notebooks/, the course's kernel, nbgrader's Validate button
+	$(BIN)/course lab
+
+formgrader: install  ## JupyterLab with nbgrader's formgrader for an instructor
+	$(BIN)/course formgrader
+
+site: install  ## the course as a static HTML site in reports/site (README, modules, milestones), links checked
+	$(BIN)/course site
 
 clean:  ## remove generated grading folders (never submitted/ or the gradebook)
 	rm -rf demo-class autograded feedback reports .pytest_cache

@@ -59,6 +59,39 @@ def _list(course: Course, args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(course: Course, args: argparse.Namespace) -> int:
+    from course import status
+
+    done = status.progress(course)
+    print(status.table(done))
+    print(f"\nprogress page: {status.write_page(course, done)}")
+    return 0
+
+
+def _site(course: Course, args: argparse.Namespace) -> int:
+    from course import site
+
+    out = Path(args.out).resolve() if args.out else course.reports / "site"
+    pages = site.build(course, out)
+    broken = site.broken_links(out)
+    for link in broken:
+        print(f"broken link: {link}", file=sys.stderr)
+    print(f"{len(pages)} pages in {out}; open {out / 'index.html'}")
+    return 1 if broken else 0
+
+
+def _lab(course: Course, args: argparse.Namespace) -> int:
+    from course import lab
+
+    return lab.run(course, "learner", port=args.port, open_browser=not args.no_browser)
+
+
+def _formgrader(course: Course, args: argparse.Namespace) -> int:
+    from course import lab
+
+    return lab.run(course, "instructor", port=args.port, open_browser=not args.no_browser)
+
+
 def _build_package(course: Course, args: argparse.Namespace) -> int:
     written = build_package(course)
     print(f"built tinytorch/ from source/: {len(written)} files")
@@ -177,6 +210,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("check", _check, "run a module's visible tests against your exported package").add_argument("module")
     add("list", _list, "list the modules and which ones you started and exported")
+    add("status", _status, "your progress per module and the milestones you reached (a table and reports/status.html)")
+    add("site", _site, "build the course as a static HTML site (nbconvert) and check its links").add_argument(
+        "--out", help="the site's folder (default: reports/site)"
+    )
+    for name, handler, text in (
+        ("lab", _lab, "start JupyterLab on notebooks/ with the Validate button (a learner's view)"),
+        ("formgrader", _formgrader, "start JupyterLab with nbgrader's formgrader on the course (an instructor's view)"),
+    ):
+        sub = add(name, handler, text)
+        sub.add_argument("--port", type=int, help="the server's port (default: 8888 or the next free one)")
+        sub.add_argument("--no-browser", action="store_true", help="do not open a browser; print the address")
     add("build-package", _build_package, "export every source notebook into the reference package, tinytorch/")
     add("release", _release, "generate student notebooks in release/ with nbgrader").add_argument(
         "modules", nargs="*", help="modules to release (default: all)"

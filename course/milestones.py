@@ -8,11 +8,13 @@ imports, and runs it in a fresh interpreter whose ``tinytorch`` is the chosen on
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from course.learner import is_exported
@@ -116,7 +118,10 @@ def command(
 
 
 def run(course: Course, key: str, *, learner: bool = False, out: Path | None = None, quick: bool = False) -> int:
-    """Run a milestone; its exit status is 0 when it reached its historical result."""
+    """Run a milestone; its exit status is 0 when it reached its historical result.
+
+    A run with the learner's own package is remembered for ``course status`` (reached or not, quick or not).
+    """
     milestone = resolve_milestone(course, key)
     if quick and not milestone.has_quick_run:
         quick_ones = ", ".join(m.name for m in discover_milestones(course) if m.has_quick_run) or "none"
@@ -126,4 +131,42 @@ def run(course: Course, key: str, *, learner: bool = False, out: Path | None = N
     folder = out or course.reports / "milestones"
     folder.mkdir(parents=True, exist_ok=True)
     argv, env = command(course, milestone, learner=learner, out=folder, quick=quick)
-    return subprocess.run(argv, env=env, cwd=course.root, check=False).returncode
+    code = subprocess.run(argv, env=env, cwd=course.root, check=False).returncode
+    if learner and code in (0, 1):  # 0 reached, 1 not reached; anything else is a crash, not a result
+        record_run(course, milestone, reached=code == 0, quick=quick, plot=folder / f"{milestone.name}.png")
+    return code
+
+
+MILESTONE_RECORD = ".course-milestones.json"
+
+
+@dataclass(frozen=True)
+class MilestoneRun:
+    """The learner's last run of a milestone with their own package."""
+
+    reached: bool
+    quick: bool
+    plot: str
+    when: str
+
+
+def last_runs(course: Course) -> dict[str, MilestoneRun]:
+    """The last learner run of each milestone, by name (empty when there was none)."""
+    try:
+        raw = json.loads((course.workspace / MILESTONE_RECORD).read_text(encoding="utf-8"))
+        return {name: MilestoneRun(**fields) for name, fields in raw.items()}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def record_run(course: Course, milestone: Milestone, *, reached: bool, quick: bool, plot: Path) -> MilestoneRun:
+    """Remember a learner run of ``milestone`` (atomically, like ``course check``'s record)."""
+    done = MilestoneRun(reached, quick, str(plot), datetime.now().isoformat(timespec="seconds"))
+    runs = {name: vars(found) for name, found in last_runs(course).items()}
+    runs[milestone.name] = vars(done)
+    path = course.workspace / MILESTONE_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(runs, indent=1, sort_keys=True), encoding="utf-8")
+    partial.replace(path)
+    return done
