@@ -38,12 +38,14 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "core.losses": "MSELoss CrossEntropyLoss BCELoss BCEWithLogitsLoss",
         "core.convolutions": "Conv2d MaxPool2d AvgPool2d Flatten BatchNorm2d",
         "text.embeddings": "Embedding",
+        "models.transformer": "LayerNorm",
     },
     "tinytorch.nn.functional": {
         "core.activations": "relu sigmoid tanh gelu softmax",
         "core.losses": "log_softmax mse_loss cross_entropy binary_cross_entropy binary_cross_entropy_with_logits",
         "core.convolutions": "conv2d max_pool2d avg_pool2d",
         "text.embeddings": "embedding",
+        "models.transformer": "layer_norm",
     },
     "tinytorch.nn.init": {
         "core.layers": "calculate_gain uniform_ normal_ zeros_ ones_ xavier_uniform_ xavier_normal_ "
