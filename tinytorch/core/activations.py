@@ -118,14 +118,28 @@ def erf(x: npt.ArrayLike) -> npt.NDArray[Any]:
     dtype when that is floating, else float64. ``erf(-x) == -erf(x)``, ``erf(0) == 0``, ``erf(+-inf) == +-1``.
     """
     arr = np.asarray(x)
-    a = arr.astype(np.float64)
+    a = np.array(arr, dtype=np.float64, ndmin=1)  # a float64 copy (at least 1-d) that the steps below overwrite
     sign = np.sign(a)
-    t = 1.0 / (1.0 + _ERF_P * np.abs(a))
+    np.abs(a, out=a)
+    # The same arithmetic as sign * (1 - t * (a1 + t * (a2 + ...)) * exp(-a * a)) with t = 1 / (1 + p|a|),
+    # written in place: a GPT's MLP calls this on ~400,000 numbers per layer, and every fresh temporary costs.
+    t = a * _ERF_P
+    t += 1.0
+    np.reciprocal(t, out=t)
     a1, a2, a3, a4, a5 = _ERF_A
-    poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))
-    result = sign * (1.0 - poly * np.exp(-a * a))
+    poly = t * a5
+    for coefficient in (a4, a3, a2, a1):
+        poly += coefficient
+        poly *= t
+    np.multiply(a, a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    poly *= a
+    np.subtract(1.0, poly, out=poly)
+    poly *= sign
     out_dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.dtype(np.float64)
-    return result.astype(out_dtype)
+    result = poly if arr.ndim else poly[0]  # a NumPy scalar for a scalar input, as before
+    return result.astype(out_dtype, copy=False)
 
 # %% ../../source/02_activations/02_activations.ipynb #gelu
 GELU_OP = Op("gelu", saves=("approximate",))
