@@ -122,6 +122,11 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
 
         print(bench_conv())
         return 0
+    if args.what == "gpt":
+        from course.bench_gpt import bench_gpt
+
+        print(bench_gpt())
+        return 0
     if args.what == "training":
         from course.bench_training import bench_training
 
@@ -208,9 +213,9 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         _bench,
         "measure grading (course vs plain nbgrader), training (tinytorch vs NumPy, PyTorch), tokenization (BPE) "
-        "or conv (conv2d and a LeNet step vs PyTorch)",
+        "conv (conv2d and a LeNet step vs PyTorch) or gpt (a GPT training step vs PyTorch)",
     )
-    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv"])
+    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv", "gpt"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")

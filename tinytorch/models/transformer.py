@@ -121,7 +121,8 @@ class LayerNorm(Module):
         Parameter of zeros, both float32 of shape ``normalized_shape``, or None.
 
     ``forward(x)`` is ``layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)``.
-    Repr as above (``extra_repr``: ``"(128,), eps=1e-05, elementwise_affine=True"``).
+    Repr as above (``extra_repr``: ``"(128,), eps=1e-05, elementwise_affine=True, bias=True"``; ``bias`` says
+    whether ``self.bias`` is a Parameter).
     """
 
     weight: Parameter | None
@@ -151,7 +152,8 @@ class LayerNorm(Module):
         return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
 
 # %% ../../source/13_transformers/13_transformers.ipynb #mlp
 class MLP(Module):
