@@ -38,6 +38,7 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "core.losses": "MSELoss CrossEntropyLoss BCELoss BCEWithLogitsLoss",
         "core.convolutions": "Conv2d MaxPool2d AvgPool2d Flatten BatchNorm2d",
         "text.embeddings": "Embedding",
+        "core.attention": "MultiheadAttention",
         "models.transformer": "LayerNorm",
     },
     "tinytorch.nn.functional": {
@@ -45,6 +46,7 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "core.losses": "log_softmax mse_loss cross_entropy binary_cross_entropy binary_cross_entropy_with_logits",
         "core.convolutions": "conv2d max_pool2d avg_pool2d",
         "text.embeddings": "embedding",
+        "core.attention": "scaled_dot_product_attention",
         "models.transformer": "layer_norm",
     },
     "tinytorch.nn.init": {

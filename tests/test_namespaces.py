@@ -35,6 +35,7 @@ def test_every_table_name_is_the_course_modules_own_object(namespace: str, packa
 
 def test_pytorch_spellings() -> None:
     from tinytorch.core.activations import relu
+    from tinytorch.core.attention import MultiheadAttention, scaled_dot_product_attention
     from tinytorch.core.convolutions import BatchNorm2d, Conv2d, Flatten, MaxPool2d, conv2d
     from tinytorch.core.dataloader import DataLoader
     from tinytorch.core.layers import Linear, kaiming_uniform_
@@ -49,6 +50,8 @@ def test_pytorch_spellings() -> None:
     assert tt.nn.Embedding is Embedding and tt.nn.functional.embedding is embedding
     assert tt.nn.Conv2d is Conv2d and tt.nn.MaxPool2d is MaxPool2d and tt.nn.Flatten is Flatten
     assert tt.nn.BatchNorm2d is BatchNorm2d and tt.nn.functional.conv2d is conv2d
+    assert tt.nn.MultiheadAttention is MultiheadAttention
+    assert tt.nn.functional.scaled_dot_product_attention is scaled_dot_product_attention
     assert tt.nn.LayerNorm is LayerNorm and tt.nn.functional.layer_norm is layer_norm
     assert isinstance(tt.tensor([1.0, 2.0]), tt.Tensor)
     with tt.no_grad():

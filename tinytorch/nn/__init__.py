@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
     from tinytorch.core.losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
     from tinytorch.core.convolutions import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d
     from tinytorch.text.embeddings import Embedding
+    from tinytorch.core.attention import MultiheadAttention
     from tinytorch.models.transformer import LayerNorm
     from tinytorch.nn import functional as functional, init as init, utils as utils
 
@@ -34,6 +35,7 @@ __all__ = [
     'MSELoss',
     'MaxPool2d',
     'Module',
+    'MultiheadAttention',
     'Parameter',
     'ReLU',
     'Sequential',
@@ -61,6 +63,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'MSELoss': ('tinytorch.core.losses', '04_losses'),
             'MaxPool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'Module': ('tinytorch.core.layers', '03_layers'),
+            'MultiheadAttention': ('tinytorch.core.attention', '12_attention'),
             'Parameter': ('tinytorch.core.layers', '03_layers'),
             'ReLU': ('tinytorch.core.layers', '03_layers'),
             'Sequential': ('tinytorch.core.layers', '03_layers'),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
     )
     from tinytorch.core.convolutions import avg_pool2d, conv2d, max_pool2d
     from tinytorch.text.embeddings import embedding
+    from tinytorch.core.attention import scaled_dot_product_attention
     from tinytorch.models.transformer import layer_norm
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     'max_pool2d',
     'mse_loss',
     'relu',
+    'scaled_dot_product_attention',
     'sigmoid',
     'softmax',
     'tanh',
@@ -57,6 +59,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'max_pool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'mse_loss': ('tinytorch.core.losses', '04_losses'),
             'relu': ('tinytorch.core.activations', '02_activations'),
+            'scaled_dot_product_attention': ('tinytorch.core.attention', '12_attention'),
             'sigmoid': ('tinytorch.core.activations', '02_activations'),
             'softmax': ('tinytorch.core.activations', '02_activations'),
             'tanh': ('tinytorch.core.activations', '02_activations'),
