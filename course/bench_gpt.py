@@ -55,7 +55,8 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             b, t, c = x.shape
             qkv = self.c_attn(x).view(b, t, 3, n_head, c // n_head).permute(2, 0, 3, 1, 4)
             y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], is_causal=True)
-            return self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+            out: torch.Tensor = self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+            return out
 
     class MLP(nn.Module):
         def __init__(self) -> None:
@@ -63,7 +64,8 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             self.c_fc, self.c_proj = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.c_proj(F.gelu(self.c_fc(x)))
+            out: torch.Tensor = self.c_proj(F.gelu(self.c_fc(x)))
+            return out
 
     class Block(nn.Module):
         def __init__(self) -> None:
@@ -72,7 +74,8 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = x + self.attn(self.ln_1(x))
-            return x + self.mlp(self.ln_2(x))
+            out: torch.Tensor = x + self.mlp(self.ln_2(x))
+            return out
 
     class TorchGPT(nn.Module):
         def __init__(self) -> None:

@@ -77,7 +77,8 @@ def test_against_pytorch_values_and_gradients() -> None:
         x, w, b = (Tensor(a, requires_grad=True) for a in (xa, wa, ba))
         (layer_norm(x, normalized, w, b) * Tensor(ga)).sum().backward()
         tx, tw, tb = (torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in (xa, wa, ba))
-        (torch.nn.functional.layer_norm(tx, normalized, tw, tb) * torch.tensor(ga, dtype=torch.float32)).sum().backward()
+        tg = torch.tensor(ga, dtype=torch.float32)
+        (torch.nn.functional.layer_norm(tx, normalized, tw, tb) * tg).sum().backward()
         out = layer_norm(x, normalized, w, b)
         assert out.dtype == np.float32
         np.testing.assert_allclose(out.data, torch.nn.functional.layer_norm(tx, normalized, tw, tb).detach(), atol=1e-5)

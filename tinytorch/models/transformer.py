@@ -73,7 +73,7 @@ def layer_norm(
     out = xhat * weight.data if weight is not None else xhat.copy()
     if bias is not None:
         out += bias.data
-    inputs = (input,) + tuple(p for p in (weight, bias) if p is not None)
+    inputs = (input, *(p for p in (weight, bias) if p is not None))
     return record_op(LAYER_NORM, out.astype(input.dtype, copy=False), inputs,
                      normalized=xhat.astype(input.dtype, copy=False), rstd=rstd.astype(input.dtype, copy=False),
                      axes=axes, has_weight=weight is not None, has_bias=bias is not None)
@@ -181,7 +181,8 @@ class MLP(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])
-        return self.dropout(self.c_proj(gelu(self.c_fc(flat)))).reshape(x.shape)
+        out: Tensor = self.dropout(self.c_proj(gelu(self.c_fc(flat))))
+        return out.reshape(x.shape)
 
 # %% ../../source/13_transformers/13_transformers.ipynb #causal-self-attention
 class CausalSelfAttention(Module):
@@ -224,7 +225,8 @@ class CausalSelfAttention(Module):
             qkv[0], qkv[1], qkv[2], dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )
         y = y.permute(0, 2, 1, 3).reshape(b * t, c)
-        return self.resid_dropout(self.c_proj(y)).reshape(b, t, c)
+        out: Tensor = self.resid_dropout(self.c_proj(y))
+        return out.reshape(b, t, c)
 
 # %% ../../source/13_transformers/13_transformers.ipynb #transformer-block
 class TransformerBlock(Module):
@@ -251,7 +253,8 @@ class TransformerBlock(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        out: Tensor = x + self.mlp(self.ln_2(x))
+        return out
 
 # %% ../../source/13_transformers/13_transformers.ipynb #gpt
 class GPT(Module):
