@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && apt-get install -y -qq bubblewrap util-linux >/dev/null; \
 	  else echo "note: grading runs in a sandbox and needs bubblewrap: sudo apt-get install bubblewrap"; fi; }
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    { apt-get install -y -qq dataset-fashion-mnist || \
+	      { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; }; } >/dev/null 2>&1 || \
+	    echo "note: apt-get could not install dataset-fashion-mnist, which milestone 1998 reads (or pass it --data)"; \
+	  else echo "note: milestone 1998 reads Fashion-MNIST: sudo apt-get install dataset-fashion-mnist"; fi; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -120,12 +120,12 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
     if args.what == "conv":
         from course.bench_conv import bench_conv
 
-        print(bench_conv())
+        print(bench_conv(threads=args.threads))
         return 0
     if args.what == "gpt":
         from course.bench_gpt import bench_gpt
 
-        print(bench_gpt())
+        print(bench_gpt(threads=args.threads))
         return 0
     if args.what == "training":
         from course.bench_training import bench_training
@@ -146,10 +146,10 @@ def _milestone(course: Course, args: argparse.Namespace) -> int:
             missing = milestones.missing_modules(course, milestone)
             modules = ", ".join(name[:2] for name in missing)
             mine = f"export {modules} for --learner" if missing else "ready for --learner"
-            print(f"{milestone.name:<16} {mine:<52} {milestone.title}")
+            print(f"{milestone.name:<16} {mine:<56} {milestone.title}")
         return 0
     out = Path(args.out).resolve() if args.out else None
-    return milestones.run(course, args.name, learner=args.learner, out=out)
+    return milestones.run(course, args.name, learner=args.learner, out=out, quick=args.quick)
 
 
 def _author(course: Course, args: argparse.Namespace) -> int:
@@ -205,10 +205,11 @@ def _parser() -> argparse.ArgumentParser:
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
     )
-    milestone = add("milestone", _milestone, "re-create a historical result (1957, 1969, 1986) and save its plot")
+    milestone = add("milestone", _milestone, "re-create a historical result (1957 ... 2017) and save its plot")
     milestone.add_argument("name", nargs="?", help="1957, perceptron or 1957_perceptron (default: list them)")
     milestone.add_argument("--learner", action="store_true", help="use your own package (notebooks/tinytorch)")
     milestone.add_argument("--out", help="folder for the plot (default: reports/milestones)")
+    milestone.add_argument("--quick", action="store_true", help="a short run with a lower target (1998, 2017)")
     bench = add(
         "bench",
         _bench,
@@ -219,6 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
+    bench.add_argument("--threads", type=int, default=1, help="conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)")
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")

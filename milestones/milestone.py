@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +23,13 @@ __all__ = ["Run", "plt", "start"]
 
 @dataclass
 class Run:
-    """One milestone run: its name, the plot folder, the seed, and a stopwatch."""
+    """One milestone run: its name, the plot folder, the seed, its command line, and a stopwatch."""
 
     name: str
     out: Path
     seed: int
+    quick: bool = False
+    args: argparse.Namespace = field(default_factory=argparse.Namespace)
     started: float = field(default_factory=time.perf_counter)
 
     def rng(self) -> np.random.Generator:
@@ -49,12 +52,23 @@ class Run:
         return 0 if reached else 1
 
 
-def start(name: str, description: str) -> Run:
-    """Parse ``--out`` and ``--seed``, say which tinytorch runs, and start the clock."""
-    parser = argparse.ArgumentParser(description=description)
+def start(
+    name: str,
+    description: str,
+    quick: str | None = None,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> Run:
+    """Parse ``--out``, ``--seed`` (and ``--quick`` when the milestone has a short run, described by
+    ``quick``; and the milestone's own ``options``, added to the parser by that function and found in
+    ``Run.args``), say which tinytorch runs, and start the clock."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("reports/milestones"), help="folder for the plot")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    if quick is not None:
+        parser.add_argument("--quick", action="store_true", help=quick)
+    if options is not None:
+        options(parser)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"{name} with tinytorch from {Path(tinytorch.__file__).parent}")
-    return Run(name, args.out, args.seed)
+    return Run(name, args.out, args.seed, quick=bool(getattr(args, "quick", False)), args=args)

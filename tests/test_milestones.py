@@ -3,26 +3,45 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import REPO, ROOT, fill_in, learner_course, run_course
 
-from course.milestones import discover_milestones
+from course.milestones import Milestone, discover_milestones
+from tinytorch.core.dataloader import FASHION_MNIST_ROOT
 
-MILESTONES = [m.name for m in discover_milestones(REPO)]
+MILESTONES = discover_milestones(REPO)
+# Data a milestone reads from outside the repository: the test skips it, saying why, when the data is missing.
+EXTERNAL_DATA = {
+    "1998_cnn": (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz",
+                 "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"),
+}
 
 
-def test_the_three_milestones_are_listed() -> None:
+def skip_without_data(name: str) -> None:
+    if name in EXTERNAL_DATA:
+        path, reason = EXTERNAL_DATA[name]
+        if not path.is_file():
+            pytest.skip(f"{reason}: no {path}")
+
+
+def test_every_milestone_is_listed() -> None:
     listed = run_course(REPO, "milestone")
     assert listed.returncode == 0, listed.stderr
-    for name in ("1957_perceptron", "1969_xor", "1986_mlp"):
-        assert name in listed.stdout
+    for milestone in MILESTONES:
+        assert milestone.name in listed.stdout
 
 
-@pytest.mark.parametrize("name", MILESTONES)
-def test_milestone_reaches_its_result_and_saves_a_plot(name: str, tmp_path: Path) -> None:
-    ran = run_course(REPO, "milestone", name[:4], "--out", str(tmp_path))
+@pytest.mark.parametrize("milestone", MILESTONES, ids=[m.name for m in MILESTONES])
+def test_milestone_reaches_its_result_and_saves_a_plot(milestone: Milestone, tmp_path: Path) -> None:
+    """Each milestone, its --quick run where it has one (the full runs take minutes: see milestones/README.md)."""
+    name = milestone.name
+    skip_without_data(name)
+    quick = ["--quick"] if milestone.has_quick_run else []
+    ran = run_course(REPO, "milestone", name[:4], "--out", str(tmp_path), *quick)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"with tinytorch from {ROOT / 'tinytorch'}" in ran.stdout
     assert re.search(rf"{name}: .+ -> REACHED \(\d+\.\d s\)", ran.stdout), ran.stdout
@@ -54,3 +73,44 @@ def test_learner_milestone_runs_the_learners_own_package(tmp_path: Path) -> None
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"with tinytorch from {course.learner_package}" in ran.stdout
     assert (course.reports / "milestones" / "1957_perceptron.png").is_file()
+
+
+def test_quick_is_refused_where_a_milestone_has_no_quick_run(tmp_path: Path) -> None:
+    refused = run_course(REPO, "milestone", "1957", "--quick", "--out", str(tmp_path))
+    assert refused.returncode == 2 and "has no --quick run" in refused.stderr, refused.stdout + refused.stderr
+
+
+def test_the_1998_quick_run_states_its_own_target(tmp_path: Path) -> None:
+    skip_without_data("1998_cnn")
+    ran = run_course(REPO, "milestone", "cnn", "--quick", "--out", str(tmp_path))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert re.search(r"quick run: 10,000 training images, 2 epochs .+ target 75%", ran.stdout), ran.stdout
+    accuracy = re.search(r"test accuracy (\d+\.\d+)% on 2,000 Fashion-MNIST test images .+ \(target 75%, quick run\)",
+                         ran.stdout)
+    assert accuracy and float(accuracy[1]) >= 75.0, ran.stdout
+    assert re.search(r"^epoch 2/2: train loss .+ test accuracy", ran.stdout, re.MULTILINE), ran.stdout
+    assert (tmp_path / "1998_cnn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_1998_milestone_says_what_to_install_without_the_data(tmp_path: Path) -> None:
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "milestones" / "1998_cnn.py"), "--quick", "--data", str(tmp_path / "none"),
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "sudo apt-get install dataset-fashion-mnist" in ran.stderr and "--data FOLDER" in ran.stderr
+    assert str(tmp_path / "none") in ran.stderr and "Traceback" not in ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1, ran.stderr
+    assert not (tmp_path / "1998_cnn.png").exists()
+
+
+def test_learner_1998_needs_the_convolutions_and_what_they_build_on(tmp_path: Path) -> None:
+    """The script imports PyTorch-shaped names (tinytorch.nn, tinytorch.optim ...): each counts as its module."""
+    course = learner_course(tmp_path / "course")
+    refused = run_course(course, "milestone", "1998", "--learner")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    for module in ("01_tensor", "03_layers", "04_losses", "05_dataloader", "06_autograd", "07_optimizers",
+                   "08_training", "09_convolutions"):
+        assert module in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -33,7 +33,8 @@ def attention_loops(
 
     Returns:
         array ``(L, Ev)`` in ``np.result_type(q, k, v)``: ``out[i] = sum_j w[i, j] * v[j]`` with
-        ``w[i] = softmax(scale * q[i] · k[j] over the keys considered)``.
+        ``w[i] = softmax(scale * q[i] · k[j] over the keys considered)``; finite for any finite scores, however
+        large (the largest score of the row is subtracted before ``exp``).
 
     Raises:
         ValueError: an input is not 2-d, ``q`` and ``k`` have different ``E``, or ``k`` and ``v`` a different
@@ -85,7 +86,7 @@ def attention_bias(
 
     Raises:
         ValueError: both ``attn_mask`` and ``is_causal`` are given (the message says "is_causal"), or the mask's
-            shape does not broadcast to ``(..., L, S)`` (the message names the shape).
+            shape does not broadcast to ``(..., L, S)`` (the message names the shape as a tuple, e.g. "(3, 3)").
         TypeError: ``attn_mask`` is not a Tensor, or its dtype is neither bool nor floating (the message says
             "bool or float").
     """
@@ -343,7 +344,7 @@ class MultiheadAttention(Module):
         w, b = self.in_proj_weight, self.in_proj_bias
         projected = []
         for part, x in enumerate((query, key, value)):
-            y = x @ w[part * e:(part + 1) * e].T
+            y = x.reshape(-1, e) @ w[part * e:(part + 1) * e].T       # 2-d: the weight's gradient is one product
             if b is not None:
                 y = y + b[part * e:(part + 1) * e]
             projected.append(y.reshape(n, x.shape[1], h, d).transpose(1, 2))
@@ -363,7 +364,7 @@ class MultiheadAttention(Module):
         q, k, v = projected
         heads, weights = attention(q, k, v, attn_mask=Tensor(bias, dtype=dtype) if use_mask else None,
                                    dropout_p=self.dropout if self.training else 0.0)
-        out = self.out_proj(heads.transpose(1, 2).reshape(n, target_len, e))
+        out = self.out_proj(heads.transpose(1, 2).reshape(n * target_len, e)).reshape(n, target_len, e)
         if not need_weights:
             return out, None
         if average_attn_weights:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,40 @@ def _windows(xp: npt.NDArray[Any], kh: int, kw: int, sh: int, sw: int) -> npt.ND
     """The ``(N, C, H_out, W_out, kH, kW)`` view of every window of the padded ``xp`` (no copy)."""
     return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
 
+
+_SCRATCH = threading.local()   # one scratch array per dtype and thread
+_SCRATCH_LIMIT = 2**26          # bytes; a larger scratch array is allocated for one call and not kept
+
+
+def _workspace(size: int, dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+    """A flat scratch array of ``size`` elements of ``dtype``, reused by the next call in this thread: its
+    contents are only valid until then, so it must never be returned to the caller or saved for backward."""
+    dt = np.dtype(dtype)
+    if size * dt.itemsize > _SCRATCH_LIMIT:
+        return np.empty(size, dtype=dt)
+    buffer: npt.NDArray[Any] | None = getattr(_SCRATCH, dt.str, None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=dt)
+        setattr(_SCRATCH, dt.str, buffer)
+    return buffer[:size]
+
 # %% ../../source/09_convolutions/09_convolutions.ipynb #conv2d-forward
+def _im2col(
+    xp: npt.NDArray[Any], kh: int, kw: int, sh: int, sw: int, out: npt.NDArray[Any] | None = None
+) -> npt.NDArray[Any]:
+    """The windows of the padded batch ``xp`` ``(N, C, H_p, W_p)`` as columns: ``(N, C * kH * kW, H_out * W_out)``.
+
+    Row ``c * kH * kW + u * kW + v`` of image ``n`` holds ``xp[n, c, i * sh + u, j * sw + v]`` for every output
+    position ``(i, j)``, in row-major order. ``out``: None (a new array) or a flat contiguous array of ``xp``'s
+    dtype with exactly that many elements (a ``_workspace``), which is filled and returned reshaped.
+    """
+    win = _windows(xp, kh, kw, sh, sw).transpose(0, 1, 4, 5, 2, 3)   # (N, C, kH, kW, H_out, W_out): a view
+    cols = np.empty(win.shape, dtype=xp.dtype) if out is None else out.reshape(win.shape)
+    np.copyto(cols, win)                                              # the one copy: im2col
+    n, c, _, _, oh, ow = win.shape
+    return cols.reshape(n, c * kh * kw, oh * ow)
+
+
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -143,35 +177,50 @@ def conv2d(
     x, w = input.data, weight.data
     if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: input {x.shape} and weight {w.shape} need 4 dims and equal channels")
+    n, c_in = x.shape[:2]
     c_out, _, kh, kw = w.shape
-    conv_output_size(x.shape[2], kh, sh, ph)
-    conv_output_size(x.shape[3], kw, sw, pw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    out = np.tensordot(_windows(xp, kh, kw, sh, sw), w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-    inputs: tuple[Tensor, ...] = (input, weight)
+    oh = conv_output_size(x.shape[2], kh, sh, ph)
+    ow = conv_output_size(x.shape[3], kw, sw, pw)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    cols = _im2col(xp, kh, kw, sh, sw, out=_workspace(n * c_in * kh * kw * oh * ow, xp.dtype))
+    inputs: tuple[Tensor, ...] = (input, weight) if bias is None else (input, weight, bias)
+    out = np.matmul(w.reshape(c_out, -1), cols)                  # (N, C_out, H_out * W_out): NCHW already
+    out = out.astype(np.result_type(*(t.data for t in inputs)), copy=False)
     if bias is not None:
-        out = out + bias.data.reshape(1, c_out, 1, 1)
-        inputs = (input, weight, bias)
-    out = np.ascontiguousarray(out, dtype=np.result_type(*(t.data for t in inputs)))
-    return record_op(CONV2D, out, inputs, stride=(sh, sw), padding=(ph, pw))
+        out += bias.data.reshape(1, c_out, 1)
+    return record_op(CONV2D, out.reshape(n, c_out, oh, ow), inputs, stride=(sh, sw), padding=(ph, pw))
 
 # %% ../../source/09_convolutions/09_convolutions.ipynb #conv2d-backward
 def _conv2d_backward(g: npt.NDArray[Any], node: Node) -> Grads:
-    """Gradients of ``conv2d`` for ``(input, weight[, bias])``; the input's by strided accumulation (col2im)."""
+    """Gradients of ``conv2d`` for ``(input, weight[, bias])``, each None when that input does not require grad;
+    the weight's from the columns (``_im2col``), the input's by strided accumulation (col2im)."""
     (sh, sw), (ph, pw) = node.saved["stride"], node.saved["padding"]
     x, w = node.inputs[0].data, node.inputs[1].data
-    _, _, kh, kw = w.shape
+    n, c_in, h, wd = x.shape
+    c_out, _, kh, kw = w.shape
     oh, ow = g.shape[2], g.shape[3]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    grad_w = np.tensordot(g, _windows(xp, kh, kw, sh, sw), axes=([0, 2, 3], [0, 2, 3])).astype(w.dtype)
-    dxp = np.zeros(xp.shape, dtype=np.result_type(g, w))
-    for u in range(kh):
-        for v in range(kw):
-            dxp[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += np.einsum("noij,oc->ncij", g, w[:, :, u, v])
-    grad_x = dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]].astype(x.dtype)
-    if len(node.inputs) == 3:
-        return grad_x, grad_w, g.sum(axis=(0, 2, 3)).astype(node.inputs[2].dtype)
-    return grad_x, grad_w
+    size = n * c_in * kh * kw * oh * ow
+    g3 = g.reshape(n, c_out, oh * ow)
+    grad_x = grad_w = grad_b = None
+    if node.inputs[1].requires_grad:
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+        cols = _im2col(xp, kh, kw, sh, sw, out=_workspace(size, xp.dtype))
+        g_t = np.ascontiguousarray(g3.transpose(0, 2, 1))           # (N, H_out * W_out, C_out), small
+        grad_w = np.matmul(cols, g_t).sum(axis=0).T.reshape(w.shape).astype(w.dtype)
+    if node.inputs[0].requires_grad:
+        dtype = np.result_type(g, w)
+        grad_cols = np.matmul(w.reshape(c_out, -1).T, g3, out=_workspace(size, dtype).reshape(n, -1, oh * ow))
+        grad_cols = grad_cols.reshape(n, c_in, kh, kw, oh, ow)
+        dxp = np.zeros((n, c_in, h + 2 * ph, wd + 2 * pw), dtype=dtype)
+        for u in range(kh):                                          # col2im: kH * kW strided additions
+            for v in range(kw):
+                dxp[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += grad_cols[:, :, u, v]
+        grad_x = dxp[:, :, ph:ph + h, pw:pw + wd].astype(x.dtype)
+    if len(node.inputs) == 2:
+        return grad_x, grad_w
+    if node.inputs[2].requires_grad:
+        grad_b = g.sum(axis=(0, 2, 3)).astype(node.inputs[2].dtype)
+    return grad_x, grad_w, grad_b
 
 
 register_rule(CONV2D, _conv2d_backward)
@@ -272,11 +321,21 @@ def max_pool2d(
     """
     k, s, p = _pool_args(kernel_size, stride, padding)
     x = input.data
-    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=-np.inf)
-    win = _windows(xp, k[0], k[1], s[0], s[1])
-    flat = win.reshape(*win.shape[:4], k[0] * k[1])
-    idx = flat.argmax(axis=-1)
-    out = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0].astype(x.dtype)
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=-np.inf) if any(p) else x
+    win = _windows(xp, k[0], k[1], s[0], s[1])                  # (N, C, H_out, W_out, kH, kW): a view
+    if np.isnan(x).any():  # argmax's rule: a NaN wins its window (the first one), so NaN propagates
+        flat = win.reshape(*win.shape[:4], k[0] * k[1])          # copies every window
+        idx = flat.argmax(axis=-1)
+        out = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+    else:  # one comparison per kernel offset over the whole batch; ">" keeps the first of equal values
+        out, idx = win[..., 0, 0].copy(), np.zeros(win.shape[:4], dtype=np.intp)
+        for u in range(k[0]):
+            for v in range(k[1]):
+                if u or v:
+                    better = win[..., u, v] > out
+                    out = np.where(better, win[..., u, v], out)
+                    idx = np.where(better, u * k[1] + v, idx)
+    out = out.astype(x.dtype, copy=False)
     return record_op(MAX_POOL2D, out, (input,), kernel_size=k, stride=s, padding=p, argmax=idx)
 
 # %% ../../source/09_convolutions/09_convolutions.ipynb #max-pool2d-backward
