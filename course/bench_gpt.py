@@ -46,7 +46,7 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
     import torch.nn.functional as F  # noqa: N812
     from torch import nn
 
-    class Attention(nn.Module):
+    class Attention(nn.Module):  # type: ignore[misc]  # (PyTorch is not type-checked: see pyproject.toml)
         def __init__(self) -> None:
             super().__init__()
             self.c_attn, self.c_proj = nn.Linear(n_embd, 3 * n_embd), nn.Linear(n_embd, n_embd)
@@ -58,7 +58,7 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             out: torch.Tensor = self.c_proj(y.transpose(1, 2).reshape(b, t, c))
             return out
 
-    class MLP(nn.Module):
+    class MLP(nn.Module):  # type: ignore[misc]  # (PyTorch is not type-checked: see pyproject.toml)
         def __init__(self) -> None:
             super().__init__()
             self.c_fc, self.c_proj = nn.Linear(n_embd, 4 * n_embd), nn.Linear(4 * n_embd, n_embd)
@@ -67,7 +67,7 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             out: torch.Tensor = self.c_proj(F.gelu(self.c_fc(x)))
             return out
 
-    class Block(nn.Module):
+    class Block(nn.Module):  # type: ignore[misc]  # (PyTorch is not type-checked: see pyproject.toml)
         def __init__(self) -> None:
             super().__init__()
             self.ln_1, self.attn, self.ln_2, self.mlp = nn.LayerNorm(n_embd), Attention(), nn.LayerNorm(n_embd), MLP()
@@ -77,7 +77,7 @@ def torch_gpt(vocab_size: int, block_size: int, n_layer: int, n_head: int, n_emb
             out: torch.Tensor = x + self.mlp(self.ln_2(x))
             return out
 
-    class TorchGPT(nn.Module):
+    class TorchGPT(nn.Module):  # type: ignore[misc]  # (PyTorch is not type-checked: see pyproject.toml)
         def __init__(self) -> None:
             super().__init__()
             self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)

@@ -220,7 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
-    bench.add_argument("--threads", type=int, default=1, help="conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)")
+    bench.add_argument(
+        "--threads", type=int, default=1, help="conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)"
+    )
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")
