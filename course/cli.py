@@ -155,6 +155,11 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
 
         print(bench_conv(threads=args.threads))
         return 0
+    if args.what == "gpt":
+        from course.bench_gpt import bench_gpt
+
+        print(bench_gpt(threads=args.threads))
+        return 0
     if args.what == "training":
         from course.bench_training import bench_training
 
@@ -253,13 +258,15 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         _bench,
         "measure grading (course vs plain nbgrader), training (tinytorch vs NumPy, PyTorch), tokenization (BPE) "
-        "or conv (conv2d and a LeNet step vs PyTorch)",
+        "conv (conv2d and a LeNet step vs PyTorch) or gpt (a GPT training step vs PyTorch)",
     )
-    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv"])
+    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv", "gpt"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
-    bench.add_argument("--threads", type=int, default=1, help="conv: threads for NumPy's BLAS and PyTorch (default: 1)")
+    bench.add_argument(
+        "--threads", type=int, default=1, help="conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)"
+    )
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")

@@ -39,6 +39,7 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "core.convolutions": "Conv2d MaxPool2d AvgPool2d Flatten BatchNorm2d",
         "text.embeddings": "Embedding",
         "core.attention": "MultiheadAttention",
+        "models.transformer": "LayerNorm",
     },
     "tinytorch.nn.functional": {
         "core.activations": "relu sigmoid tanh gelu softmax",
@@ -46,6 +47,7 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "core.convolutions": "conv2d max_pool2d avg_pool2d",
         "text.embeddings": "embedding",
         "core.attention": "scaled_dot_product_attention",
+        "models.transformer": "layer_norm",
     },
     "tinytorch.nn.init": {
         "core.layers": "calculate_gain uniform_ normal_ zeros_ ones_ xavier_uniform_ xavier_normal_ "

@@ -109,6 +109,7 @@ def tanh(x: Tensor) -> Tensor:
 # %% ../../source/02_activations/02_activations.ipynb #02_activations-code-16
 _ERF_P = 0.3275911
 _ERF_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+_ERF_BLOCK = 8192
 
 
 def erf(x: npt.ArrayLike) -> npt.NDArray[Any]:
@@ -118,14 +119,36 @@ def erf(x: npt.ArrayLike) -> npt.NDArray[Any]:
     dtype when that is floating, else float64. ``erf(-x) == -erf(x)``, ``erf(0) == 0``, ``erf(+-inf) == +-1``.
     """
     arr = np.asarray(x)
-    a = arr.astype(np.float64)
-    sign = np.sign(a)
-    t = 1.0 / (1.0 + _ERF_P * np.abs(a))
-    a1, a2, a3, a4, a5 = _ERF_A
-    poly = t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5))))
-    result = sign * (1.0 - poly * np.exp(-a * a))
     out_dtype = arr.dtype if np.issubdtype(arr.dtype, np.floating) else np.dtype(np.float64)
-    return result.astype(out_dtype)
+    # sign * (1 - t * (a1 + t * (a2 + t * (a3 + t * (a4 + t * a5)))) * exp(-x**2)) with t = 1 / (1 + p|x|),
+    # computed in blocks of _ERF_BLOCK numbers in four small float64 scratch arrays reused for every block: a
+    # GPT's MLP calls this on ~400,000 numbers per layer, and a whole-array temporary per step (fresh memory,
+    # out of cache) made it 4x slower. The same arithmetic in the same order, so the same results.
+    flat = arr.reshape(-1)
+    result = np.empty(flat.shape, dtype=out_dtype)
+    a, t, poly, sign = (np.empty(min(flat.size, _ERF_BLOCK)) for _ in range(4))
+    a1, a2, a3, a4, a5 = _ERF_A
+    for start in range(0, flat.size, _ERF_BLOCK):
+        n = min(_ERF_BLOCK, flat.size - start)
+        av, tv, pv, sv = a[:n], t[:n], poly[:n], sign[:n]
+        av[...] = flat[start : start + n]
+        np.sign(av, out=sv)
+        np.abs(av, out=av)
+        np.multiply(av, _ERF_P, out=tv)
+        tv += 1.0
+        np.reciprocal(tv, out=tv)
+        np.multiply(tv, a5, out=pv)
+        for coefficient in (a4, a3, a2, a1):
+            pv += coefficient
+            pv *= tv
+        np.multiply(av, av, out=av)
+        np.negative(av, out=av)
+        np.exp(av, out=av)
+        pv *= av
+        np.subtract(1.0, pv, out=pv)
+        pv *= sv
+        result[start : start + n] = pv
+    return result.reshape(arr.shape) if arr.ndim else result[0]  # a NumPy scalar for a scalar input
 
 # %% ../../source/02_activations/02_activations.ipynb #gelu
 GELU_OP = Op("gelu", saves=("approximate",))

@@ -285,11 +285,18 @@ def _gelu_backward(g: npt.NDArray[Any], node: Node) -> Grads:
         c = math.sqrt(2.0 / math.pi)
         t = np.tanh(c * (a + 0.044715 * a * a * a))
         slope = 0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * a * a)
-    else:
-        cdf = 0.5 * (1.0 + erf(a / math.sqrt(2.0)))
-        pdf = np.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
-        slope = cdf + a * pdf
-    return ((g * slope).astype(g.dtype, copy=False),)
+    else:  # Phi(a) + a * phi(a), each step in place (a GPT's MLP calls this on ~400,000 numbers per layer)
+        slope = erf(a / math.sqrt(2.0))
+        slope += 1.0
+        slope *= 0.5
+        pdf = a * a
+        pdf *= -0.5
+        pdf = np.exp(pdf)  # not out=pdf: for a 0-d input, pdf is a NumPy scalar
+        pdf /= math.sqrt(2.0 * math.pi)
+        pdf *= a
+        slope += pdf
+    slope *= g
+    return (slope.astype(g.dtype, copy=False),)
 
 
 def _softmax_backward(g: npt.NDArray[Any], node: Node) -> Grads:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
     from tinytorch.core.convolutions import AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d
     from tinytorch.text.embeddings import Embedding
     from tinytorch.core.attention import MultiheadAttention
+    from tinytorch.models.transformer import LayerNorm
     from tinytorch.nn import functional as functional, init as init, utils as utils
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     'Embedding',
     'Flatten',
     'GELU',
+    'LayerNorm',
     'Linear',
     'MSELoss',
     'MaxPool2d',
@@ -56,6 +58,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'Embedding': ('tinytorch.text.embeddings', '11_embeddings'),
             'Flatten': ('tinytorch.core.convolutions', '09_convolutions'),
             'GELU': ('tinytorch.core.layers', '03_layers'),
+            'LayerNorm': ('tinytorch.models.transformer', '13_transformers'),
             'Linear': ('tinytorch.core.layers', '03_layers'),
             'MSELoss': ('tinytorch.core.losses', '04_losses'),
             'MaxPool2d': ('tinytorch.core.convolutions', '09_convolutions'),

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
     from tinytorch.core.convolutions import avg_pool2d, conv2d, max_pool2d
     from tinytorch.text.embeddings import embedding
     from tinytorch.core.attention import scaled_dot_product_attention
+    from tinytorch.models.transformer import layer_norm
 
 __all__ = [
     'avg_pool2d',
@@ -31,6 +32,7 @@ __all__ = [
     'cross_entropy',
     'embedding',
     'gelu',
+    'layer_norm',
     'log_softmax',
     'max_pool2d',
     'mse_loss',
@@ -52,6 +54,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'cross_entropy': ('tinytorch.core.losses', '04_losses'),
             'embedding': ('tinytorch.text.embeddings', '11_embeddings'),
             'gelu': ('tinytorch.core.activations', '02_activations'),
+            'layer_norm': ('tinytorch.models.transformer', '13_transformers'),
             'log_softmax': ('tinytorch.core.losses', '04_losses'),
             'max_pool2d': ('tinytorch.core.convolutions', '09_convolutions'),
             'mse_loss': ('tinytorch.core.losses', '04_losses'),
