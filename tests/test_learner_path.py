@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import REPO, fill_in, learner_course, run_course
+from helpers import REPO, fill_in, learner_course, run_course, skip_without_data
 
+from course.milestones import Milestone, discover_milestones, missing_modules
 from course.modules import Course, Module, discover
 
 MODULES = [m for m in discover(REPO) if (REPO.release / m.name / f"{m.name}.ipynb").is_file()]
@@ -52,3 +53,20 @@ def test_the_1986_milestone_reaches_its_target_on_the_learners_package(walked: C
     assert f"with tinytorch from {walked.learner_package}" in ran.stdout
     accuracy = re.search(r"test accuracy (\d+\.\d+)%", ran.stdout)
     assert accuracy and float(accuracy[1]) >= 97.0, ran.stdout
+
+
+QUICK_MILESTONES = [m for m in discover_milestones(REPO) if m.has_quick_run]
+
+
+@pytest.mark.parametrize("milestone", QUICK_MILESTONES, ids=[m.name for m in QUICK_MILESTONES])
+def test_quick_milestones_reach_their_targets_on_the_learners_package(
+    walked: Course, milestone: Milestone, tmp_path: Path
+) -> None:
+    """The CNN (1998) and the GPT (2017) train with the learner's own package, in their short runs."""
+    skip_without_data(milestone.name)
+    if missing_modules(walked, milestone):
+        pytest.skip(f"{milestone.name} needs modules not released yet: {missing_modules(walked, milestone)}")
+    ran = run_course(walked, "milestone", milestone.name[:4], "--learner", "--quick", "--out", str(tmp_path))
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"with tinytorch from {walked.learner_package}" in ran.stdout
+    assert re.search(rf"{milestone.name}: .+ -> REACHED", ran.stdout), ran.stdout

@@ -8,26 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, ROOT, fill_in, learner_course, run_course
+from helpers import REPO, ROOT, fill_in, learner_course, run_course, skip_without_data
 
 from course.milestones import Milestone, discover_milestones
-from tinytorch.core.dataloader import FASHION_MNIST_ROOT
 
 MILESTONES = discover_milestones(REPO)
-# Data a milestone reads from outside the repository: the test skips it, saying why, when the data is missing.
-EXTERNAL_DATA = {
-    "1998_cnn": (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz",
-                 "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"),
-}
-
-
-def skip_without_data(name: str) -> None:
-    if name in EXTERNAL_DATA:
-        path, reason = EXTERNAL_DATA[name]
-        if not path.is_file():
-            pytest.skip(f"{reason}: no {path}")
-
-
 def test_every_milestone_is_listed() -> None:
     listed = run_course(REPO, "milestone")
     assert listed.returncode == 0, listed.stderr
