@@ -13,14 +13,13 @@ Without PyTorch only tinytorch's times are printed. Speed is measured here, neve
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from course.bench_training import per_call
+from course.bench_training import per_call, pinned_threads, training_step
 from tinytorch.core.activations import ReLU
 from tinytorch.core.convolutions import Conv2d, Flatten, MaxPool2d, conv2d
 from tinytorch.core.layers import Linear, Sequential
@@ -35,28 +34,6 @@ CONVS = [
     ((BATCH, 1, 28, 28), (6, 1, 5, 5), 2),
     ((BATCH, 6, 14, 14), (16, 6, 5, 5), 0),
 ]
-
-
-@contextlib.contextmanager
-def pinned_threads(threads: int) -> Iterator[str]:
-    """NumPy's BLAS (when threadpoolctl is installed) and PyTorch (when installed) limited to ``threads``."""
-    notes = []
-    with contextlib.ExitStack() as stack:
-        if importlib.util.find_spec("threadpoolctl") is not None:
-            from threadpoolctl import threadpool_limits
-
-            stack.enter_context(threadpool_limits(limits=threads))
-            notes.append(f"NumPy BLAS {threads} thread(s) (threadpoolctl)")
-        else:
-            notes.append("NumPy BLAS threads not pinned (pip install threadpoolctl)")
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            stack.callback(torch.set_num_threads, before)
-            notes.append(f"PyTorch {threads} thread(s) (torch.set_num_threads)")
-        yield ", ".join(notes)
 
 
 def lenet() -> Sequential:
@@ -90,15 +67,7 @@ def _steps(seed: int = 0) -> dict[str, Callable[[], object]]:
     model, loss_fn = lenet(), CrossEntropyLoss()
     opt = SGD(model.parameters(), lr=0.01)
     inputs, targets = Tensor(images), Tensor(labels)
-
-    def tiny_step() -> float:
-        opt.zero_grad()
-        loss = loss_fn(model(inputs), targets)
-        loss.backward()
-        opt.step()
-        return float(loss.item())
-
-    steps["LeNet step tinytorch"] = tiny_step
+    steps["LeNet step tinytorch"] = training_step(lambda: loss_fn(model(inputs), targets), opt)
     if has_torch:
         import torch
 
@@ -108,15 +77,7 @@ def _steps(seed: int = 0) -> dict[str, Callable[[], object]]:
                                nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
         topt, tloss = torch.optim.SGD(tmodel.parameters(), lr=0.01), nn.CrossEntropyLoss()
         tx, ty = torch.from_numpy(images), torch.from_numpy(labels)
-
-        def torch_step() -> float:
-            topt.zero_grad()
-            loss = tloss(tmodel(tx), ty)
-            loss.backward()
-            topt.step()
-            return float(loss.item())
-
-        steps["LeNet step PyTorch"] = torch_step
+        steps["LeNet step PyTorch"] = training_step(lambda: tloss(tmodel(tx), ty), topt)
     return steps
 
 

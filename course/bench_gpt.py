@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from course.bench_conv import pinned_threads
-from course.bench_training import per_call
+from course.bench_training import per_call, pinned_threads, training_step
 from tinytorch.core.optimizers import AdamW
 from tinytorch.core.tensor import Tensor
 from tinytorch.models.transformer import GPT
@@ -103,16 +102,7 @@ def _steps(config: GPTConfig, seed: int = 0) -> dict[str, Callable[[], object]]:
                 generator=np.random.default_rng(seed))
     opt = AdamW(model.parameters(), lr=1e-3)
     x, y = Tensor(idx), Tensor(targets)
-
-    def tinytorch_step() -> float:
-        opt.zero_grad()
-        _, loss = model(x, y)
-        assert loss is not None
-        loss.backward()
-        opt.step()
-        return float(loss.item())
-
-    steps: dict[str, Callable[[], object]] = {"GPT training step tinytorch": tinytorch_step}
+    steps: dict[str, Callable[[], object]] = {"GPT training step tinytorch": training_step(lambda: model(x, y)[1], opt)}
     if importlib.util.find_spec("torch") is not None:
         import torch
 
@@ -120,15 +110,7 @@ def _steps(config: GPTConfig, seed: int = 0) -> dict[str, Callable[[], object]]:
         theirs.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()}, strict=False)
         topt = torch.optim.AdamW(theirs.parameters(), lr=1e-3)
         tx, ty = torch.from_numpy(idx), torch.from_numpy(targets)
-
-        def torch_step() -> float:
-            topt.zero_grad()
-            _, loss = theirs(tx, ty)
-            loss.backward()
-            topt.step()
-            return float(loss.item())
-
-        steps["GPT training step PyTorch"] = torch_step
+        steps["GPT training step PyTorch"] = training_step(lambda: theirs(tx, ty)[1], topt)
     return steps
 
 

@@ -15,11 +15,13 @@ Speed is measured here, never asserted in a test.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -90,21 +92,49 @@ def mlp(rng: np.random.Generator) -> Sequential:
     return Sequential(Linear(INPUTS, HIDDEN, generator=rng), ReLU(), Linear(HIDDEN, CLASSES, generator=rng))
 
 
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[str]:
+    """NumPy's BLAS (when threadpoolctl is installed) and PyTorch (when installed) limited to ``threads``."""
+    notes = []
+    with contextlib.ExitStack() as stack:
+        if importlib.util.find_spec("threadpoolctl") is not None:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=threads))
+            notes.append(f"NumPy BLAS {threads} thread(s) (threadpoolctl)")
+        else:
+            notes.append("NumPy BLAS threads not pinned (pip install threadpoolctl)")
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            stack.callback(torch.set_num_threads, before)
+            notes.append(f"PyTorch {threads} thread(s) (torch.set_num_threads)")
+        yield ", ".join(notes)
+
+
+def training_step(loss_of: Callable[[], Any], optimizer: Any) -> Callable[[], float]:
+    """One optimizer step as a closure, the same for tinytorch and PyTorch: zero the gradients, compute the
+    loss with ``loss_of()``, backward, step; returns the loss as a float."""
+
+    def step() -> float:
+        optimizer.zero_grad()
+        loss = loss_of()
+        loss.backward()
+        optimizer.step()
+        return float(loss.item())
+
+    return step
+
+
 def tinytorch_step(batch: Batch) -> Callable[[], float]:
     model = mlp(np.random.default_rng(0))
     model.load_state_dict(dict(zip(model.state_dict(), batch.weights, strict=True)))
     optimizer = SGD(model.parameters(), lr=LEARNING_RATE)
     loss_fn = CrossEntropyLoss()
     x, y = Tensor(batch.x), Tensor(batch.y)
-
-    def step() -> float:
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return float(loss.item())
-
-    return step
+    return training_step(lambda: loss_fn(model(x), y), optimizer)
 
 
 def numpy_step(batch: Batch) -> Callable[[], float]:
@@ -142,15 +172,7 @@ def torch_step(batch: Batch) -> Callable[[], float]:
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     loss_fn = torch.nn.CrossEntropyLoss()
     x, y = torch.from_numpy(batch.x), torch.from_numpy(batch.y)
-
-    def step() -> float:
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
-        return float(loss.item())
-
-    return step
+    return training_step(lambda: loss_fn(model(x), y), optimizer)
 
 
 def digits_to_target(target: float = 0.97, max_epochs: int = 40, seed: int = 0) -> tuple[float, int, float]:
@@ -202,23 +224,6 @@ def chain(x: Tensor) -> Tensor:
     return h
 
 
-def thread_note() -> str:
-    notes = []
-    try:
-        from threadpoolctl import threadpool_info
-
-        notes += [f"NumPy BLAS {info['internal_api']} {info['num_threads']} threads" for info in threadpool_info()]
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        notes.append(f"torch {torch.__version__} {torch.get_num_threads()} threads")
-    except ImportError:
-        notes.append("PyTorch not installed")
-    return "; ".join(notes)
-
-
 def five_losses(step: Callable[[], float]) -> list[float]:
     return [step() for _ in range(5)]
 
@@ -234,15 +239,16 @@ def implementations() -> dict[str, Callable[[Batch], Callable[[], float]]]:
     return found
 
 
-def bench_training() -> str:
-    """Run the three measurements and return the report as text."""
+def bench_training(threads: int = 1) -> str:
+    """Run the three measurements, NumPy's BLAS and PyTorch pinned to ``threads``, and return the report."""
     batch = Batch.make()
     makers = implementations()
     # The first losses must agree, or the timing would compare different work.
     losses = {name: five_losses(make(batch)) for name, make in makers.items()}
-    times = per_call({name: make(batch) for name, make in makers.items()})
+    with pinned_threads(threads) as note:
+        times = per_call({name: make(batch) for name, make in makers.items()})
     reference = "PyTorch CPU" if "PyTorch CPU" in times else "NumPy by hand"
-    lines = [f"One SGD training step, MLP {INPUTS}-{HIDDEN}-{CLASSES}, batch {BATCH}, float32 ({thread_note()})"]
+    lines = [f"One SGD training step, MLP {INPUTS}-{HIDDEN}-{CLASSES}, batch {BATCH}, float32 (threads: {note})"]
     lines += [
         f"  {name:<14} {seconds * 1e6:9.0f} us/step   {seconds / times[reference]:5.2f}x {reference}"
         for name, seconds in times.items()

@@ -163,7 +163,7 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
     if args.what == "training":
         from course.bench_training import bench_training
 
-        print(bench_training())
+        print(bench_training(threads=args.threads))
         return 0
     from course.bench import bench_grading
 
@@ -265,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
     bench.add_argument(
-        "--threads", type=int, default=1, help="conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)"
+        "--threads", type=int, default=1, help="training, conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)"
     )
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
