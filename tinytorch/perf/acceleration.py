@@ -173,7 +173,8 @@ def tiled_matmul(
 
     Raises:
         TypeError / ValueError: as ``matmul_shapes(a, b, "tiled_matmul")`` does.
-        ValueError: if ``tile`` is not an int of at least 1 (the message contains "tile").
+        ValueError: if ``tile`` is not an int (a bool or a float is refused) of at least 1 (the message contains
+            "tile").
     """
     m, k, n = matmul_shapes(a, b, "tiled_matmul")
     if isinstance(tile, bool) or not isinstance(tile, int | np.integer) or tile < 1:
@@ -266,7 +267,8 @@ def gelu_fused(x: npt.NDArray[Any], out: npt.NDArray[Any] | None = None) -> npt.
             ``x``: the result is written into it and no array of ``x``'s size is allocated.
 
     Returns: ``out`` itself (the given buffer, or the new one), holding bit for bit ``gelu_naive(x)``: the nine
-    operations above, in that order, each written into the buffer with ``out=`` (or ``*=``, ``+=``).
+    operations above, in that order, each written into the buffer with ``out=`` (or ``*=``, ``+=``). ``x`` is
+    not modified.
 
     Raises: ``TypeError`` / ``ValueError`` as ``check_out(x, out, "gelu_fused")`` does (call it first).
     """
@@ -299,7 +301,8 @@ def softmax_fused(x: npt.NDArray[Any], out: npt.NDArray[Any] | None = None) -> n
         out: None (one new array), or an ndarray of ``x``'s shape and dtype not overlapping ``x``.
 
     Returns: ``out`` itself (given or new), bit for bit ``softmax_naive(x)``: each row sums to 1, and a row
-    holding ``inf`` values or NaN gives NaN as the naive version does.
+    holding ``inf`` values or NaN gives NaN as the naive version does. ``x`` is not modified. With ``out``
+    given, no array of ``x``'s size is allocated (only the small row maxima and sums).
 
     Raises: ``TypeError`` / ``ValueError`` as ``check_out(x, out, "softmax_fused")`` does; ``ValueError`` for a
     0-d ``x``.
