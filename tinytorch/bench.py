@@ -8,7 +8,7 @@ import importlib.util
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from .core.convolutions import Conv2d, Flatten, MaxPool2d
 from .core.dataloader import DataLoader, TensorDataset, load_digits, load_fashion_mnist
 from .core.layers import Linear, Module, ReLU, Sequential
 from .core.losses import CrossEntropyLoss
-from .core.optimizers import SGD, AdamW
+from .core.optimizers import SGD, Adam, AdamW
 from .core.tensor import Tensor
 from .models.transformer import GPT
 from .perf.profiling import LatencyStats, measure_latency
@@ -193,7 +193,7 @@ def as_numpy(value: Any) -> npt.NDArray[Any]:
 
 # %% ../source/19_benchmarking/19_benchmarking.ipynb #compare
 def compare(
-    implementations: dict[str, Callable[[], object]],
+    implementations: Mapping[str, Callable[[], object]],
     *,
     title: str = "",
     baseline: str | None = None,
@@ -265,7 +265,9 @@ def plot_comparison(comparison: Comparison, ax: Any = None) -> Any:
     return ax
 
 # %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-25
-def holdout_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def holdout_split(
+    n: int, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Disjoint training and held-out indices of ``range(n)``: a seeded permutation, its last
     ``round(test_fraction * n)`` entries held out (at least one of each)."""
     if n < 2 or not 0.0 < test_fraction < 1.0:
@@ -356,8 +358,11 @@ def measure_inference(
         with no_grad():
             for b in batch_sizes:
                 x = inputs[:b]
-                stats = measure_latency(lambda x=x: model(x), warmup=warmup, repeats=repeats)
-                results.append(InferenceResult(int(b), stats))
+
+                def forward(x: Tensor = x) -> object:
+                    return model(x)
+
+                results.append(InferenceResult(int(b), measure_latency(forward, warmup=warmup, repeats=repeats)))
     finally:
         model.train(was_training)  # type: ignore[attr-defined]
     return results
@@ -487,7 +492,7 @@ def fashion_task(quick: bool = True, seed: int = 0, root: str | os.PathLike[str]
         Linear(16 * 5 * 5, 120, generator=rng), ReLU(), Linear(120, 84, generator=rng), ReLU(),
         Linear(84, 10, generator=rng),
     )
-    optimizer = SGD(model.parameters(), lr=0.05, momentum=0.9)
+    optimizer = Adam(model.parameters(), lr=2e-3)
     return Task(
         "Fashion-MNIST CNN", model, lambda: _epoch(model, train, optimizer, 64, rng),
         lambda: accuracy(model, DataLoader(test, batch_size=500)), "accuracy", 0.70 if quick else 0.85, True,
@@ -503,7 +508,8 @@ class _LastLogits(Module):
         self.gpt = gpt
 
     def forward(self, idx: Tensor) -> Tensor:
-        return self.gpt(idx)[0]
+        logits: Tensor = self.gpt(idx)[0]
+        return logits
 
 
 def gpt_task(quick: bool = True, seed: int = 0, text: str | None = None) -> Task:
@@ -586,10 +592,7 @@ class Suite:
             t, s, b = row.training, row.single.latency, row.batch.latency
             relation = ">=" if row.metric == "accuracy" else "<="
             quality = f"{row.metric} {t.value:.3f} ({relation}{row.target:g})"
-            if t.reached:
-                reached = f"{t.seconds:.1f} s/{t.rounds} rd"
-            else:
-                reached = f"missed, {t.seconds:.0f} s"
+            reached = f"{t.seconds:.1f} s/{t.rounds} rd" if t.reached else f"missed, {t.seconds:.0f} s"
             lines.append(
                 f"{row.name:<18} {quality:<22} {reached:>15} "
                 f"{format_seconds(s.median):>10} ±{format_seconds(s.iqr / 2):>8} "
