@@ -155,7 +155,7 @@ def test_pinned_threads_pins_inside_and_restores_after_also_on_errors() -> None:
     before = pool_threads()
     with pinned_threads(1) as note:
         assert set(pool_threads().values()) == {1}
-        assert "NumPy BLAS: 1 thread(s)" in note
+        assert "NumPy BLAS 1 thread(s) (threadpoolctl)" in note
     assert pool_threads() == before
     with pytest.raises(KeyError), pinned_threads(1):
         raise KeyError("boom")
@@ -170,7 +170,7 @@ def test_pinned_threads_pins_and_restores_pytorch() -> None:
 
     torch.set_num_threads(2)
     with pinned_threads(1) as note:
-        assert torch.get_num_threads() == 1 and "PyTorch: 1 thread(s)" in note
+        assert torch.get_num_threads() == 1 and "PyTorch 1 thread(s) (torch.set_num_threads)" in note
     assert torch.get_num_threads() == 2
 
 

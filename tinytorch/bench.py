@@ -31,8 +31,8 @@ from .text.tokenization import CharTokenizer, load_shakespeare
 # %% auto #0
 __all__ = ['TASKS', 'pinned_threads', 'cpu_model', 'Environment', 'environment', 'format_seconds', 'Comparison', 'as_numpy',
            'compare', 'plot_comparison', 'holdout_split', 'accuracy', 'InferenceResult', 'measure_inference',
-           'TrainResult', 'train_to_target', 'Task', 'digits_task', 'fashion_task', 'gpt_task', 'SuiteRow', 'Suite',
-           'run_suite']
+           'TrainResult', 'train_to_target', 'validation_windows', 'Task', 'digits_task', 'fashion_task', 'gpt_task',
+           'SuiteRow', 'Suite', 'run_suite']
 
 # %% ../source/19_benchmarking/19_benchmarking.ipynb #pinned-threads
 @contextlib.contextmanager
@@ -42,8 +42,8 @@ def pinned_threads(threads: int) -> Iterator[str]:
     Args:
         threads: the number of threads, an int >= 1.
 
-    Yields: a note saying what was pinned, ``"NumPy BLAS: {threads} thread(s) (threadpoolctl)"``, followed
-    when PyTorch is installed by ``"; PyTorch: {threads} thread(s) (torch.set_num_threads)"``.
+    Yields: a note saying what was pinned, ``"NumPy BLAS {threads} thread(s) (threadpoolctl)"``, followed
+    when PyTorch is installed by ``", PyTorch {threads} thread(s) (torch.set_num_threads)"``.
 
     On exit (also when the body raises), every threadpoolctl pool and PyTorch's thread count are back to
     what they were before. PyTorch is imported only when ``importlib.util.find_spec("torch")`` finds it.
@@ -53,16 +53,16 @@ def pinned_threads(threads: int) -> Iterator[str]:
     """
     if threads < 1:
         raise ValueError(f"pinned_threads: threads must be >= 1, got {threads}")
-    notes = [f"NumPy BLAS: {threads} thread(s) (threadpoolctl)"]
+    notes = [f"NumPy BLAS {threads} thread(s) (threadpoolctl)"]
     with contextlib.ExitStack() as stack:
         if importlib.util.find_spec("torch") is not None:
             import torch  # first, so that threadpoolctl also sees the OpenMP pool PyTorch loads
 
             stack.callback(torch.set_num_threads, torch.get_num_threads())
             torch.set_num_threads(threads)
-            notes.append(f"PyTorch: {threads} thread(s) (torch.set_num_threads)")
+            notes.append(f"PyTorch {threads} thread(s) (torch.set_num_threads)")
         stack.enter_context(threadpool_limits(limits=threads))
-        yield "; ".join(notes)
+        yield ", ".join(notes)
 
 # %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-08
 def cpu_model() -> str:
@@ -246,7 +246,7 @@ def compare(
         }
     return Comparison(title, env, results, base)
 
-# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-22
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-23
 def plot_comparison(comparison: Comparison, ax: Any = None) -> Any:
     """A bar per implementation at its median (in ms), error bars from q1 to q3; returns the Axes."""
     import matplotlib.pyplot as plt
@@ -264,12 +264,22 @@ def plot_comparison(comparison: Comparison, ax: Any = None) -> Any:
     ax.set_title(comparison.title or "comparison")
     return ax
 
-# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-25
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #holdout-split
 def holdout_split(
     n: int, test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Disjoint training and held-out indices of ``range(n)``: a seeded permutation, its last
-    ``round(test_fraction * n)`` entries held out (at least one of each)."""
+    """Disjoint training and held-out indices of ``range(n)``.
+
+    Args:
+        n: the number of samples (>= 2); test_fraction: the share held out, strictly between 0 and 1;
+        seed: the seed of ``np.random.default_rng``.
+
+    Returns: ``(train, held_out)``, two sorted int64 arrays: of ``order = default_rng(seed).permutation(n)``,
+    the last ``min(n - 1, max(1, round(test_fraction * n)))`` entries are held out, the rest train.
+
+    Raises:
+        ValueError: ``n < 2`` or ``test_fraction`` not in (0, 1).
+    """
     if n < 2 or not 0.0 < test_fraction < 1.0:
         raise ValueError(f"holdout_split: need n >= 2 and 0 < test_fraction < 1, got {n}, {test_fraction}")
     order = np.random.default_rng(seed).permutation(n).astype(np.int64)
@@ -308,7 +318,7 @@ def accuracy(model: Callable[[Tensor], Tensor], loader: Iterable[Any]) -> float:
         raise ValueError("accuracy: the loader yielded no samples")
     return correct / total
 
-# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-29
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-31
 @dataclass(frozen=True)
 class InferenceResult:
     """The latency of one forward pass over ``batch_size`` samples."""
@@ -367,7 +377,7 @@ def measure_inference(
         model.train(was_training)  # type: ignore[attr-defined]
     return results
 
-# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-33
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-35
 @dataclass(frozen=True)
 class TrainResult:
     """What ``train_to_target`` measured."""
@@ -419,7 +429,31 @@ def train_to_target(
             break
     return TrainResult(time.perf_counter() - started, len(history), history[-1], reached, tuple(history))
 
-# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-37
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #validation-windows
+def validation_windows(ids: npt.NDArray[np.integer[Any]], block_size: int, count: int) -> tuple[Tensor, Tensor]:
+    """``count`` evenly spaced windows of a held-out token sequence and their next tokens.
+
+    Args:
+        ids: a 1-d integer array of token ids (the held-out text), at least ``block_size + 1`` long.
+        block_size: the window length (>= 1); count: the number of windows (>= 1).
+
+    Returns: ``(x, y)``, int64 Tensors ``(count, block_size)``: with ``starts = np.linspace(0, len(ids) -
+    block_size - 1, count).astype(np.int64)``, ``x[i] = ids[starts[i]:starts[i] + block_size]`` and
+    ``y[i] = ids[starts[i] + 1:starts[i] + block_size + 1]``. No random numbers.
+
+    Raises:
+        ValueError: ``count < 1``, ``block_size < 1``, or ``len(ids) < block_size + 1``.
+    """
+    data = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if count < 1 or block_size < 1:
+        raise ValueError(f"validation_windows: count and block_size must be >= 1, got {count}, {block_size}")
+    if len(data) < block_size + 1:
+        raise ValueError(f"validation_windows: {len(data)} tokens cannot fill a window of {block_size} + 1")
+    starts = np.linspace(0, len(data) - block_size - 1, count).astype(np.int64)
+    rows = starts[:, None] + np.arange(block_size)
+    return Tensor(data[rows], dtype=np.int64), Tensor(data[rows + 1], dtype=np.int64)
+
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-42
 @dataclass
 class Task:
     """One suite entry: a model, how to train it a round, how to score it on held-out data, sample inputs.
@@ -515,8 +549,8 @@ class _LastLogits(Module):
 def gpt_task(quick: bool = True, seed: int = 0, text: str | None = None) -> Task:
     """A character GPT on Shakespeare (``load_shakespeare``); held out: the last 10% of the text.
 
-    The validation loss is the mean over fixed, evenly spaced windows of the held-out text (no random
-    draw), in evaluation mode. Quick: 1 layer, 32 wide, context 32, rounds of 25 AdamW steps; full: 2 layers,
+    The validation loss is the mean over 32 fixed windows of the held-out text (``validation_windows``, no
+    random draw), in evaluation mode. Quick: 1 layer, 32 wide, context 32, rounds of 25 AdamW steps; full: 2 layers,
     64 wide, context 64, rounds of 50 steps."""
     rng = np.random.default_rng(seed)
     corpus = load_shakespeare() if text is None else text
@@ -529,9 +563,7 @@ def gpt_task(quick: bool = True, seed: int = 0, text: str | None = None) -> Task
     vocab = int(data.max()) + 1
     model = GPT(vocab, context, layers, 2, width, generator=rng)
     optimizer = AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1)
-    starts = np.linspace(0, len(val_data) - context - 1, 32).astype(np.int64)
-    rows = starts[:, None] + np.arange(context)
-    x_val, y_val = Tensor(val_data[rows], dtype=np.int64), Tensor(val_data[rows + 1], dtype=np.int64)
+    x_val, y_val = validation_windows(val_data, context, 32)
 
     def train_round() -> None:
         model.train()
@@ -560,7 +592,7 @@ def gpt_task(quick: bool = True, seed: int = 0, text: str | None = None) -> Task
         x_val, 32, 8 if quick else 40, 60.0 if quick else 600.0,
     )
 
-# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-38
+# %% ../source/19_benchmarking/19_benchmarking.ipynb #19_benchmarking-code-43
 @dataclass(frozen=True)
 class SuiteRow:
     """One model's line of the suite."""
@@ -600,7 +632,10 @@ class Suite:
                 f"{row.batch.throughput:>9,.0f} /s"
             )
         lines += [f"{name:<18} skipped: {reason}" for name, reason in self.skipped.items()]
-        lines.append("latency: median ± half the IQR; time to target: wall clock, evaluations included")
+        lines.append(
+            "latency: median ± half the IQR; throughput: samples (GPT: windows of block_size tokens) per second "
+            "at the batch median; time to target: wall clock, evaluations included"
+        )
         return "\n".join(lines)
 
 
