@@ -616,7 +616,7 @@ class Suite:
     def table(self) -> str:
         """The environment, then one line per model, then a line per skipped model."""
         header = (
-            f"{'model':<18} {'quality (held out)':<22} {'time to target':>15} {'latency b=1':>20} "
+            f"{'model':<18} {'quality (held out)':<24} {'time to target':>15} {'latency b=1':>20} "
             f"{'latency batch':>24} {'throughput':>13}"
         )
         lines = [self.environment.describe(), header]
@@ -626,7 +626,7 @@ class Suite:
             quality = f"{row.metric} {t.value:.3f} ({relation}{row.target:g})"
             reached = f"{t.seconds:.1f} s/{t.rounds} rd" if t.reached else f"missed, {t.seconds:.0f} s"
             lines.append(
-                f"{row.name:<18} {quality:<22} {reached:>15} "
+                f"{row.name:<18} {quality:<24} {reached:>15} "
                 f"{format_seconds(s.median):>10} ±{format_seconds(s.iqr / 2):>8} "
                 f"b={row.batch.batch_size:<3} {format_seconds(b.median):>9} ±{format_seconds(b.iqr / 2):>8} "
                 f"{row.batch.throughput:>9,.0f} /s"
