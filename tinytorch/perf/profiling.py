@@ -3,17 +3,172 @@
 # %% ../../source/14_profiling/14_profiling.ipynb #14_profiling-code-02
 from __future__ import annotations
 
+import cProfile
+import io
 import math
+import os
+import pstats
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-# %% auto #0
-__all__ = ['LatencyStats', 'measure_latency']
+from ..core.autograd import no_grad
+from ..core.convolutions import Conv2d, conv_output_size
+from ..core.layers import Linear, Module
+from ..core.tensor import Tensor
+from ..models.transformer import GPT
 
-# %% ../../source/14_profiling/14_profiling.ipynb #14_profiling-code-05
+# %% auto #0
+__all__ = ['count_parameters', 'parameter_bytes', 'linear_flops', 'conv2d_flops', 'attention_flops', 'gpt_layer_flops',
+           'LayerProfile', 'profile_model', 'peak_activation_bytes', 'LatencyStats', 'measure_latency', 'FunctionTime',
+           'top_functions']
+
+# %% ../../source/14_profiling/14_profiling.ipynb #count-parameters
+def count_parameters(model: Module) -> int:
+    """The number of learned numbers in ``model``: the sum of ``numel()`` over ``model.parameters()``.
+
+    Each distinct Parameter counts once, even when two layers share it (a tied embedding). Returns a Python
+    int (0 for a model without parameters).
+    """
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def parameter_bytes(model: Module) -> int:
+    """The bytes of ``model``'s parameters, each distinct Parameter once: the sum of their ``nbytes``
+    (``numel() * element_size()``, so an int8 Parameter counts 1 byte per number). A Python int."""
+    return int(sum(p.nbytes for p in model.parameters()))
+
+# %% ../../source/14_profiling/14_profiling.ipynb #linear-flops
+def linear_flops(input_shape: tuple[int, ...], out_features: int) -> int:
+    """FLOPs of ``Linear(input_shape[-1], out_features)`` on an input of ``input_shape`` (1-d or more).
+
+    ``2 * M * in_features * out_features`` with ``M`` the product of the leading dimensions (1 for a 1-d
+    input): a multiply-add counts 2, the bias add is not counted (as ``FlopCounterMode``). A Python int.
+    """
+    rows = math.prod(input_shape[:-1])
+    return int(2 * rows * input_shape[-1] * out_features)
+
+# %% ../../source/14_profiling/14_profiling.ipynb #conv2d-flops
+def _as_pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def conv2d_flops(
+    input_shape: tuple[int, int, int, int],
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+) -> int:
+    """FLOPs of ``Conv2d(C_in, out_channels, kernel_size, stride, padding)`` on an input ``(N, C_in, H, W)``.
+
+    ``2 * N * out_channels * H_out * W_out * C_in * kH * kW``, with ``H_out``, ``W_out`` as module 09's
+    ``conv_output_size``; ``kernel_size``, ``stride``, ``padding`` an int or a pair ``(height, width)``. The
+    bias add is not counted (as ``FlopCounterMode``). A Python int.
+    """
+    n, c_in, h, w = input_shape
+    kh, kw = _as_pair(kernel_size)
+    sh, sw = _as_pair(stride)
+    ph, pw = _as_pair(padding)
+    h_out = conv_output_size(h, kh, sh, ph)
+    w_out = conv_output_size(w, kw, sw, pw)
+    return int(2 * n * out_channels * h_out * w_out * c_in * kh * kw)
+
+# %% ../../source/14_profiling/14_profiling.ipynb #attention-flops
+def attention_flops(batch: int, num_heads: int, q_len: int, kv_len: int, head_dim: int) -> int:
+    """FLOPs of scaled dot-product attention: ``q @ k^T`` and ``weights @ v`` for every head.
+
+    ``4 * batch * num_heads * q_len * kv_len * head_dim``: two products of ``2 * q_len * kv_len * head_dim``
+    each per head. The whole square is counted, also for causal attention; the scaling and the softmax are
+    not counted (as ``FlopCounterMode``). A Python int.
+    """
+    return int(4 * batch * num_heads * q_len * kv_len * head_dim)
+
+# %% ../../source/14_profiling/14_profiling.ipynb #gpt-layer-flops
+def gpt_layer_flops(model: GPT, batch: int, seq_len: int) -> dict[str, int]:
+    """Forward FLOPs of module 13's ``GPT`` on ``idx`` of shape ``(batch, seq_len)``, layer by layer.
+
+    Returns a dict, in the order the layers run: for each block ``i``, ``h.{i}.attn.c_attn``,
+    ``h.{i}.attn.attention``, ``h.{i}.attn.c_proj``, ``h.{i}.mlp.c_fc``, ``h.{i}.mlp.c_proj``; then
+    ``lm_head``. Linear layers as ``linear_flops`` on ``(batch * seq_len, in_features)``, the attention as
+    ``attention_flops(batch, n_head, seq_len, seq_len, n_embd // n_head)``; Python ints.
+    """
+    rows, c = batch * seq_len, model.n_embd
+    table: dict[str, int] = {}
+    for i in range(model.n_layer):
+        table[f"h.{i}.attn.c_attn"] = linear_flops((rows, c), 3 * c)
+        table[f"h.{i}.attn.attention"] = attention_flops(batch, model.n_head, seq_len, seq_len, c // model.n_head)
+        table[f"h.{i}.attn.c_proj"] = linear_flops((rows, c), c)
+        table[f"h.{i}.mlp.c_fc"] = linear_flops((rows, c), 4 * c)
+        table[f"h.{i}.mlp.c_proj"] = linear_flops((rows, 4 * c), c)
+    table["lm_head"] = linear_flops((rows, c), model.vocab_size)
+    return table
+
+# %% ../../source/14_profiling/14_profiling.ipynb #14_profiling-code-19
+@dataclass(frozen=True)
+class LayerProfile:
+    """One row of ``profile_model``'s table."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int
+    flops: int
+    activation_bytes: int
+
+# %% ../../source/14_profiling/14_profiling.ipynb #profile-model
+def profile_model(model: Module, x: Tensor) -> list[LayerProfile]:
+    """Run ``x`` through ``model``'s children in order, under ``no_grad()``, and describe each child.
+
+    Args:
+        model: a Module whose forward calls its children one after another (a ``Sequential``).
+        x: the input Tensor of the first child.
+
+    Returns: a list with one ``LayerProfile`` per child of ``model.named_children()``, in order: ``name``,
+    ``type`` (the class name), ``output_shape`` (a tuple), ``params`` (``count_parameters``), ``flops``
+    (``linear_flops`` of the child's input shape for a ``Linear``, ``conv2d_flops`` with the child's
+    ``kernel_size``, ``stride`` and ``padding`` for a ``Conv2d``, 0 otherwise) and ``activation_bytes`` (the
+    output's ``nbytes``); the counts are Python ints. The output of the last child equals ``model(x)``.
+
+    Raises:
+        ValueError: ``model`` has no children (the message says "no children").
+    """
+    children = list(model.named_children())
+    if not children:
+        raise ValueError(f"profile_model: {type(model).__name__} has no children to profile")
+    rows = []
+    with no_grad():
+        for name, layer in children:
+            in_shape = x.shape
+            x = layer(x)
+            if isinstance(layer, Linear):
+                flops = linear_flops(in_shape, layer.out_features)
+            elif isinstance(layer, Conv2d):
+                n, c, h, w = in_shape
+                flops = conv2d_flops((n, c, h, w), layer.out_channels, layer.kernel_size, layer.stride,
+                                     layer.padding)
+            else:
+                flops = 0
+            rows.append(LayerProfile(name, type(layer).__name__, tuple(x.shape), count_parameters(layer), flops,
+                                     int(x.nbytes)))
+    return rows
+
+# %% ../../source/14_profiling/14_profiling.ipynb #peak-activation-bytes
+def peak_activation_bytes(rows: list[LayerProfile], keep_graph: bool) -> int:
+    """The theoretical bytes of layer outputs alive at once in a forward pass, from ``profile_model``'s rows.
+
+    ``keep_graph=True``: the sum of every row's ``activation_bytes``. ``keep_graph=False``: the largest
+    ``activation_bytes`` of two consecutive rows together (the first row's alone counts too). 0 for no rows;
+    a Python int.
+    """
+    sizes = [r.activation_bytes for r in rows]
+    if keep_graph:
+        return int(sum(sizes))
+    return int(max((before + now for before, now in zip([0, *sizes], sizes, strict=False)), default=0))
+
+# %% ../../source/14_profiling/14_profiling.ipynb #14_profiling-code-32
 @dataclass(frozen=True)
 class LatencyStats:
     """Timings of one function: the samples (seconds per call, in the order measured) and their summary.
@@ -75,3 +230,41 @@ def measure_latency(fn: Callable[[], object], *, warmup: int = 3, repeats: int =
         minimum=float(min(samples)),
         maximum=float(max(samples)),
     )
+
+# %% ../../source/14_profiling/14_profiling.ipynb #14_profiling-code-37
+@dataclass(frozen=True)
+class FunctionTime:
+    """One row of ``top_functions``: a function, its number of calls, its own and cumulative seconds."""
+
+    name: str
+    calls: int
+    tottime: float
+    cumtime: float
+
+# %% ../../source/14_profiling/14_profiling.ipynb #top-functions
+def top_functions(profile: cProfile.Profile, sort: str = "cumulative", limit: int = 10) -> list[FunctionTime]:
+    """The functions of a ``cProfile`` record with the most time, the largest first.
+
+    Args:
+        profile: a ``cProfile.Profile`` that has been enabled and disabled.
+        sort: ``"cumulative"`` (by ``cumtime``) or ``"tottime"``.
+        limit: the number of rows at most (>= 1).
+
+    Returns: up to ``limit`` ``FunctionTime`` rows: ``name`` is ``"function (base name of the file:line)"``,
+    or the function alone for a built-in (file ``"~"``, line 0); ``calls`` the total calls (an int);
+    ``tottime``, ``cumtime`` in seconds (floats).
+
+    Raises:
+        ValueError: an unknown ``sort`` (the message names it), or ``limit < 1``.
+    """
+    if sort not in ("cumulative", "tottime"):
+        raise ValueError(f"top_functions: sort must be 'cumulative' or 'tottime', got {sort!r}")
+    if limit < 1:
+        raise ValueError(f"top_functions: limit must be >= 1, got {limit}")
+    table = pstats.Stats(profile, stream=io.StringIO()).stats  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, func), (_, ncalls, tottime, cumtime, _) in table.items():
+        name = func if file == "~" and line == 0 else f"{func} ({os.path.basename(file)}:{line})"
+        rows.append(FunctionTime(name, int(ncalls), float(tottime), float(cumtime)))
+    key = (lambda r: r.cumtime) if sort == "cumulative" else (lambda r: r.tottime)
+    return sorted(rows, key=key, reverse=True)[:limit]
