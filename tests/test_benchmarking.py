@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO, run_course
 from threadpoolctl import threadpool_info
 
 from tinytorch.bench import (
@@ -330,3 +331,10 @@ def test_the_suite_runs_the_fashion_cnn_and_the_gpt_with_tiny_data(tmp_path: Pat
     assert fashion.training.reached and fashion.training.value >= 0.7
     assert gpt.metric == "val loss" and gpt.training.reached and gpt.training.value <= gpt.target
     assert gpt.batch.batch_size == 32
+
+
+def test_course_bench_suite_prints_the_environment_and_a_row_per_model() -> None:
+    result = run_course(REPO, "bench", "suite", "--models", "digits", "--quick", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert "threads: 1 (pinned)" in result.stdout and "digits MLP" in result.stdout
+    assert "accuracy" in result.stdout and "BLAS:" in result.stdout
