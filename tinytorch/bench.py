@@ -624,7 +624,8 @@ class Suite:
             t, s, b = row.training, row.single.latency, row.batch.latency
             relation = ">=" if row.metric == "accuracy" else "<="
             quality = f"{row.metric} {t.value:.3f} ({relation}{row.target:g})"
-            reached = f"{t.seconds:.1f} s/{t.rounds} rd" if t.reached else f"missed, {t.seconds:.0f} s"
+            spent = format_seconds(t.seconds)
+            reached = f"{spent}/{t.rounds} rd" if t.reached else f"missed, {spent}"
             lines.append(
                 f"{row.name:<18} {quality:<24} {reached:>15} "
                 f"{format_seconds(s.median):>10} ±{format_seconds(s.iqr / 2):>8} "
