@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import cProfile
 import dataclasses
+import itertools
 import math
 import time
 from typing import Any
@@ -18,6 +20,7 @@ from tinytorch.core.layers import Linear, Parameter, Sequential
 from tinytorch.core.tensor import Tensor
 from tinytorch.models.transformer import GPT, gpt_num_params, training_flops_per_token
 from tinytorch.perf.profiling import (
+    FunctionTime,
     LatencyStats,
     LayerProfile,
     attention_flops,
@@ -27,7 +30,9 @@ from tinytorch.perf.profiling import (
     linear_flops,
     measure_latency,
     parameter_bytes,
+    peak_activation_bytes,
     profile_model,
+    top_functions,
 )
 
 
@@ -230,3 +235,51 @@ def test_profile_model_keeps_no_graph_and_refuses_a_leaf() -> None:
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="no children"):
         profile_model(Linear(3, 2), Tensor(np.zeros((1, 3), dtype=np.float32)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(0, 10**6), max_size=8))
+def test_peak_activation_bytes(sizes: list[int]) -> None:
+    rows = [LayerProfile(str(i), "Linear", (1,), 0, 0, b) for i, b in enumerate(sizes)]
+    assert peak_activation_bytes(rows, keep_graph=True) == sum(sizes)
+    pairs = [sizes[0]] + [a + b for a, b in itertools.pairwise(sizes)] if sizes else [0]
+    assert peak_activation_bytes(rows, keep_graph=False) == max(pairs)
+
+
+def test_peak_activation_bytes_bounds_the_traced_peak_from_below() -> None:
+    import tracemalloc
+
+    model = lenet5()
+    x = Tensor(np.random.default_rng(0).normal(size=(64, 1, 28, 28)).astype(np.float32))
+    rows = profile_model(model, x)
+    model(x)  # first-use allocations
+    tracemalloc.start()
+    out = model(x)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert out.grad_fn is not None
+    assert peak_activation_bytes(rows, keep_graph=True) <= peak < 3 * peak_activation_bytes(rows, keep_graph=True)
+
+
+def _nap() -> None:
+    time.sleep(0.005)
+
+
+def _twice() -> None:
+    _nap()
+    _nap()
+
+
+def test_top_functions_reads_cprofile() -> None:
+    profile = cProfile.Profile()
+    profile.runcall(_twice)
+    rows = top_functions(profile, limit=50)
+    assert all(isinstance(r, FunctionTime) for r in rows)
+    assert rows[0].name == f"_twice (test_profiling.py:{_twice.__code__.co_firstlineno})" and rows[0].calls == 1
+    assert [r.cumtime for r in rows] == sorted((r.cumtime for r in rows), reverse=True)
+    own = top_functions(profile, sort="tottime", limit=1)
+    assert own[0].name == "<built-in method time.sleep>" and own[0].calls == 2 and own[0].tottime >= 0.009
+    with pytest.raises(ValueError, match="'calls'"):
+        top_functions(profile, sort="calls")
+    with pytest.raises(ValueError, match="limit"):
+        top_functions(profile, limit=0)

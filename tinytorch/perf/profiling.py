@@ -204,8 +204,8 @@ def measure_latency(fn: Callable[[], object], *, warmup: int = 3, repeats: int =
     Python floats. ``fn`` is called exactly ``warmup + repeats * inner`` times.
 
     Raises:
-        ValueError: ``warmup < 0``, ``repeats < 1`` or ``inner < 1``; the message names the argument
-            (e.g. "measure_latency: repeats must be >= 1, got 0").
+        ValueError: ``warmup < 0``, ``repeats < 1`` or ``inner < 1``, checked before ``fn`` is called; the
+            message names the argument (e.g. "measure_latency: repeats must be >= 1, got 0").
     """
     if warmup < 0:
         raise ValueError(f"measure_latency: warmup must be >= 0, got {warmup}")
