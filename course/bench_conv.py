@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from course.bench_training import per_call, pinned_threads, training_step
+from course.bench_training import per_call, training_step
+from tinytorch.bench import pinned_threads
 from tinytorch.core.activations import ReLU
 from tinytorch.core.convolutions import Conv2d, Flatten, MaxPool2d, conv2d
 from tinytorch.core.layers import Linear, Sequential

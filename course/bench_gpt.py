@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from course.bench_training import per_call, pinned_threads, training_step
+from course.bench_training import per_call, training_step
+from tinytorch.bench import pinned_threads
 from tinytorch.core.optimizers import AdamW
 from tinytorch.core.tensor import Tensor
 from tinytorch.models.transformer import GPT

@@ -11,16 +11,17 @@ Speed is measured here, never asserted in a test.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from statistics import median
+from functools import partial
 
 import numpy as np
 
-from course.bench_training import pinned_threads
+from tinytorch.bench import pinned_threads
 from tinytorch.core.tensor import Tensor
 from tinytorch.models.transformer import GPT
 from tinytorch.perf.memoization import KVCache, generate_cached, kv_cache_bytes
+from tinytorch.perf.profiling import measure_latency
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,12 @@ class KVConfig:
     lengths: tuple[int, ...] = (16, 32, 64, 128)
 
 
-def _median_seconds(fn: object, rounds: int) -> tuple[float, Tensor]:
-    assert callable(fn)
-    samples, result = [], None
-    for _ in range(rounds):
-        started = time.perf_counter()
-        result = fn()
-        samples.append(time.perf_counter() - started)
-    assert isinstance(result, Tensor)
-    return median(samples), result
+def _median_seconds(fn: Callable[[], Tensor], rounds: int) -> tuple[float, Tensor]:
+    """The median of ``rounds`` timed calls (module 14's ``measure_latency``, the course's one harness) and the
+    tokens of the last call."""
+    outputs: list[Tensor] = []
+    stats = measure_latency(lambda: outputs.append(fn()), warmup=0, repeats=rounds)
+    return stats.median, outputs[-1]
 
 
 def bench_kv(threads: int = 1, rounds: int = 5, config: KVConfig | None = None) -> str:
@@ -64,8 +62,8 @@ def bench_kv(threads: int = 1, rounds: int = 5, config: KVConfig | None = None) 
     with pinned_threads(threads) as note:
         generate_cached(model, prompt, 2, top_k=1)  # warm-up
         for n in config.lengths:
-            uncached, theirs = _median_seconds(lambda n=n: model.generate(prompt, n, top_k=1), rounds)
-            cached, ours = _median_seconds(lambda n=n: generate_cached(model, prompt, n, top_k=1), rounds)
+            uncached, theirs = _median_seconds(partial(model.generate, prompt, n, top_k=1), rounds)
+            cached, ours = _median_seconds(partial(generate_cached, model, prompt, n, top_k=1), rounds)
             same = bool(np.array_equal(ours.data, theirs.data))
             lines.append(f"{n:>10}{uncached:>12.3f}{cached:>10.3f}{uncached / n * 1e3:>10.2f}"
                          f"{cached / n * 1e3:>17.2f}{uncached / cached:>9.1f}x{same!s:>13}")

@@ -15,23 +15,23 @@ Speed is measured here, never asserted in a test.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from statistics import median
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from tinytorch.bench import pinned_threads
 from tinytorch.core.autograd import no_grad
 from tinytorch.core.dataloader import DataLoader, TensorDataset, load_digits
 from tinytorch.core.layers import Linear, ReLU, Sequential
 from tinytorch.core.losses import CrossEntropyLoss
 from tinytorch.core.optimizers import SGD
 from tinytorch.core.tensor import Tensor
+from tinytorch.perf.profiling import measure_latency
 
 BATCH, INPUTS, HIDDEN, CLASSES = 64, 784, 256, 10
 LEARNING_RATE = 0.01
@@ -50,7 +50,8 @@ def calls_per_block(step: Callable[[], object], block_seconds: float) -> int:
 
 
 def per_call(steps: dict[str, Callable[[], object]], rounds: int = 7, block_seconds: float = 0.25) -> dict[str, float]:
-    """Median seconds per call of each step: ``rounds`` blocks of about ``block_seconds`` after a warm-up.
+    """Median seconds per call of each step: ``rounds`` blocks of about ``block_seconds`` after a warm-up, timed
+    by the course's one harness, module 14's ``measure_latency`` (``inner`` = the calls that fill a block).
 
     The steps are timed one after the other, not interleaved: NumPy's BLAS and PyTorch keep their own
     thread pools, whose threads spin for a while after each call, and alternating between the two makes
@@ -59,13 +60,7 @@ def per_call(steps: dict[str, Callable[[], object]], rounds: int = 7, block_seco
     times: dict[str, float] = {}
     for name, step in steps.items():
         number = calls_per_block(step, block_seconds)
-        samples = []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            for _ in range(number):
-                step()
-            samples.append((time.perf_counter() - started) / number)
-        times[name] = median(samples)
+        times[name] = measure_latency(step, warmup=0, repeats=rounds, inner=number).median
     return times
 
 
@@ -90,28 +85,6 @@ class Batch:
 
 def mlp(rng: np.random.Generator) -> Sequential:
     return Sequential(Linear(INPUTS, HIDDEN, generator=rng), ReLU(), Linear(HIDDEN, CLASSES, generator=rng))
-
-
-@contextlib.contextmanager
-def pinned_threads(threads: int) -> Iterator[str]:
-    """NumPy's BLAS (when threadpoolctl is installed) and PyTorch (when installed) limited to ``threads``."""
-    notes = []
-    with contextlib.ExitStack() as stack:
-        if importlib.util.find_spec("threadpoolctl") is not None:
-            from threadpoolctl import threadpool_limits
-
-            stack.enter_context(threadpool_limits(limits=threads))
-            notes.append(f"NumPy BLAS {threads} thread(s) (threadpoolctl)")
-        else:
-            notes.append("NumPy BLAS threads not pinned (pip install threadpoolctl)")
-        if importlib.util.find_spec("torch") is not None:
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            stack.callback(torch.set_num_threads, before)
-            notes.append(f"PyTorch {threads} thread(s) (torch.set_num_threads)")
-        yield ", ".join(notes)
 
 
 def training_step(loss_of: Callable[[], Any], optimizer: Any) -> Callable[[], float]:

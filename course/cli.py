@@ -165,6 +165,13 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
 
         print(bench_kv(threads=args.threads))
         return 0
+    if args.what == "suite":
+        from tinytorch.bench import run_suite
+
+        names = args.models.split(",") if args.models else ["digits", "fashion", "gpt"]
+        suite = run_suite(names, quick=args.quick, threads=args.threads, say=lambda line: print(line, flush=True))
+        print(suite.table())
+        return 0
     if args.what == "training":
         from course.bench_training import bench_training
 
@@ -263,17 +270,20 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         _bench,
         "measure grading (course vs plain nbgrader), training (tinytorch vs NumPy, PyTorch), tokenization (BPE) "
-        "conv (conv2d and a LeNet step vs PyTorch), gpt (a GPT training step vs PyTorch) or kv (KV-cached generation "
-        "vs generate)",
+        "conv (conv2d and a LeNet step vs PyTorch), gpt (a GPT training step vs PyTorch), kv (KV-cached generation "
+        "vs generate) or suite (MLPerf-style: time to a held-out quality target, latency and throughput of the "
+        "digits MLP, Fashion CNN and char GPT)",
     )
-    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv", "gpt", "kv"])
+    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv", "gpt", "kv", "suite"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
     bench.add_argument(
         "--threads", type=int, default=1,
-        help="training, conv, gpt, kv: threads for NumPy's BLAS and PyTorch (default: 1)",
+        help="training, conv, gpt, kv, suite: threads for NumPy's BLAS and PyTorch (default: 1)",
     )
+    bench.add_argument("--models", help="suite: a comma-separated subset of digits,fashion,gpt (default: all)")
+    bench.add_argument("--quick", action="store_true", help="suite: small settings and lower targets (about a minute)")
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
     author.add_argument("notebook")
