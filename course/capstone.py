@@ -308,23 +308,30 @@ def describe(result: CapstoneResult) -> str:
 
 
 def leaderboard(results: list[CapstoneResult]) -> list[tuple[int | None, CapstoneResult, bool]]:
-    """``(rank, result, on the Pareto front)``, measured results only: those within the limits first, ranked by
-    accuracy (higher first), then size, then latency (lower first); the others follow without a rank."""
+    """``(rank, result, on the Pareto front)``, measured results only.
+
+    Models within the limits whose claims match are ranked by accuracy (higher first), then size, then latency
+    (lower first). Models over a limit, and models with flagged claims (until a person has looked), follow
+    without a rank. The Pareto front is computed over the models without flagged claims.
+    """
     from tinytorch.capstone import pareto_front
 
     measured = [r for r in results if r.measured is not None]
-    points = [(m["accuracy"], m["latency_ms"], m["size_bytes"]) for r in measured if (m := r.measured) is not None]
-    front = {id(measured[i]) for i in pareto_front(points)}
+    honest = [r for r in measured if not r.flags]
+    points = [(m["accuracy"], m["latency_ms"], m["size_bytes"]) for r in honest if (m := r.measured) is not None]
+    front = {id(honest[i]) for i in pareto_front(points)}
+
+    def rankable(r: CapstoneResult) -> bool:
+        return r.within_limits and not r.flags
 
     def key(r: CapstoneResult) -> tuple[bool, float, float, float, str]:
         assert r.measured is not None
         m = r.measured
-        return (not r.within_limits, -m["accuracy"], m["size_bytes"], m["latency_ms"], r.student)
+        return (not rankable(r), -m["accuracy"], m["size_bytes"], m["latency_ms"], r.student)
 
-    ordered = sorted(measured, key=key)
     ranked: list[tuple[int | None, CapstoneResult, bool]] = []
-    for position, result in enumerate(ordered, start=1):
-        ranked.append((position if result.within_limits else None, result, id(result) in front))
+    for position, result in enumerate(sorted(measured, key=key), start=1):
+        ranked.append((position if rankable(result) else None, result, id(result) in front))
     return ranked
 
 
@@ -332,7 +339,8 @@ LABELLED = 40
 
 
 def plot_pareto(results: list[CapstoneResult], path: Path) -> Path | None:
-    """Accuracy against size and against latency for every measured model; the Pareto front in red, limits dashed."""
+    """Accuracy against size and against latency for every measured model: the Pareto front in red, models over a
+    limit as crosses, models with flagged claims as orange triangles, the limits dashed."""
     from course.report import pyplot, save_figure
     from tinytorch.capstone import LIMITS as TASK_LIMITS
 
@@ -344,11 +352,14 @@ def plot_pareto(results: list[CapstoneResult], path: Path) -> Path | None:
         (axes[0], "size_bytes", "size (bytes of stored arrays)", TASK_LIMITS.max_size_bytes),
         (axes[1], "latency_ms", "latency (ms, 360 images, one thread)", TASK_LIMITS.max_latency_ms),
     ):
-        for _, result, on_front in board:
+        for _, result, on_front in sorted(board, key=lambda entry: not entry[1].flags):  # flagged ones underneath
             assert result.measured is not None
             x, y = result.measured[key], result.measured["accuracy"]
-            axis.scatter(x, y, color="tab:red" if on_front else "tab:gray", marker="o" if result.within_limits else "x",
-                         zorder=3)  # fmt: skip
+            if result.flags:
+                color, marker = "tab:orange", "^"
+            else:
+                color, marker = ("tab:red" if on_front else "tab:gray"), ("o" if result.within_limits else "x")
+            axis.scatter(x, y, color=color, marker=marker, zorder=3)
             if len(board) <= LABELLED:
                 axis.annotate(result.student, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         axis.axhline(TASK_LIMITS.min_accuracy, color="tab:blue", linestyle="--", linewidth=1)
@@ -358,7 +369,7 @@ def plot_pareto(results: list[CapstoneResult], path: Path) -> Path | None:
         axis.set_ylabel("held-out accuracy (measured)")
         axis.grid(alpha=0.3)
     axes[0].set_title(f"Capstone: {len(board)} models, as measured by the grader")
-    axes[1].set_title("red: Pareto front; x: over a limit; dashed: the limits")
+    axes[1].set_title("red: Pareto front; x: over a limit; orange: flagged claims")
     return save_figure(figure, path)
 
 
@@ -385,7 +396,8 @@ def leaderboard_html(results: list[CapstoneResult]) -> str:
         "<h2 id='capstone'>Capstone leaderboard</h2><p>Every number below was measured by the grader in a sandbox "
         "(accuracy on the 360 held-out digits, the median latency of one forward pass over them on one thread, "
         "the bytes of the stored arrays); claims that were better than the measurement are flagged. Models within "
-        "the limits are ranked by accuracy, then size, then latency.</p>"
+        "the limits whose claims match are ranked by accuracy, then size, then latency; models over a limit or with "
+        "flagged claims are listed without a rank (the Pareto front leaves flagged models out).</p>"
         "<table class='sortable' id='leaderboard'><thead><tr><th class='num' data-type='number'>rank</th>"
         "<th>student</th><th class='num' data-type='number'>accuracy</th>"
         "<th class='num' data-type='number'>latency (ms)</th><th class='num' data-type='number'>size (bytes)</th>"

@@ -50,6 +50,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                               'tinytorch/capstone.py'),
                                     'tinytorch.capstone.model_size_bytes': ( '20_capstone/capstone.html#model_size_bytes',
                                                                              'tinytorch/capstone.py'),
+                                    'tinytorch.capstone.one_blas_thread': ( '20_capstone/capstone.html#one_blas_thread',
+                                                                            'tinytorch/capstone.py'),
                                     'tinytorch.capstone.pareto_front': ('20_capstone/capstone.html#pareto_front', 'tinytorch/capstone.py'),
                                     'tinytorch.capstone.quantize_int8': ( '20_capstone/capstone.html#quantize_int8',
                                                                           'tinytorch/capstone.py'),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ __all__ = ['FORMAT', 'TASK', 'SPLIT_SEED', 'HELD_OUT', 'IN_FEATURES', 'CLASSES',
            'Limits', 'capstone_split', 'train_classifier', 'quantize_per_channel', 'Int8Linear', 'Int8Conv2d',
            'Unflatten', 'quantize_int8', 'describe_model', 'validate_metrics', 'validate_architecture', 'build_model',
            'read_arrays', 'save_submission', 'load_submission', 'load_metrics', 'accuracy', 'median_latency_ms',
-           'model_size_bytes', 'measure', 'check_budgets', 'pareto_front']
+           'model_size_bytes', 'one_blas_thread', 'measure', 'check_budgets', 'pareto_front']
 
 # %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-05
 FORMAT = "tinytorch-capstone-1"  # the version of the file format, written into every file
@@ -602,16 +603,23 @@ def model_size_bytes(model: Module) -> int:
     """The bytes of the arrays ``describe_model(model)`` stores (what ``model.npz`` holds, without its headers)."""
     return int(sum(array.nbytes for array in describe_model(model)[1].values()))
 
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Inside ``with one_blas_thread():``, NumPy's BLAS uses one thread (threadpoolctl's ``threadpool_limits(1)``)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
 # %% ../source/20_capstone/20_capstone.ipynb #measure
 def measure(model: Module, repeats: int = 20) -> dict[str, Any]:
     """The metrics of ``model`` on the capstone's held-out split, measured: a dict valid against ``METRICS_SCHEMA``.
 
     Keys: ``format`` (FORMAT), ``task`` (TASK), ``accuracy`` (float, held-out), ``latency_ms`` (float, the
-    median over ``repeats`` forward passes of all 360 held-out images, one BLAS thread), ``size_bytes``
+    median over ``repeats`` forward passes of all 360 held-out images, in ``one_blas_thread()``), ``size_bytes``
     (int, ``model_size_bytes``).
     """
-    from threadpoolctl import threadpool_limits
-
     _, _, images, labels = capstone_split()
     acc = accuracy(model, images, labels)
 
@@ -619,7 +627,7 @@ def measure(model: Module, repeats: int = 20) -> dict[str, Any]:
         with no_grad():
             model(images)
 
-    with threadpool_limits(limits=1):
+    with one_blas_thread():
         latency = median_latency_ms(forward, warmup=3, repeats=repeats)
     size = model_size_bytes(model)
     return {"format": FORMAT, "task": TASK, "accuracy": acc, "latency_ms": latency, "size_bytes": size}
