@@ -42,6 +42,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                           'tinytorch/capstone.py'),
                                     'tinytorch.capstone.describe_model': ( '20_capstone/capstone.html#describe_model',
                                                                            'tinytorch/capstone.py'),
+                                    'tinytorch.capstone.from_quantized': ( '20_capstone/capstone.html#from_quantized',
+                                                                           'tinytorch/capstone.py'),
                                     'tinytorch.capstone.load_metrics': ('20_capstone/capstone.html#load_metrics', 'tinytorch/capstone.py'),
                                     'tinytorch.capstone.load_submission': ( '20_capstone/capstone.html#load_submission',
                                                                             'tinytorch/capstone.py'),

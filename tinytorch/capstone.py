@@ -27,9 +27,10 @@ from .core.tensor import Tensor
 __all__ = ['FORMAT', 'TASK', 'SPLIT_SEED', 'HELD_OUT', 'IN_FEATURES', 'CLASSES', 'LIMITS', 'MODEL_JSON', 'MODEL_NPZ',
            'METRICS_JSON', 'MAX_ARRAY_BYTES', 'MAX_FILE_BYTES', 'MAX_LAYERS', 'ARCHITECTURE_SCHEMA', 'METRICS_SCHEMA',
            'Limits', 'capstone_split', 'train_classifier', 'quantize_per_channel', 'Int8Linear', 'Int8Conv2d',
-           'Unflatten', 'quantize_int8', 'describe_model', 'validate_metrics', 'validate_architecture', 'build_model',
-           'read_arrays', 'save_submission', 'load_submission', 'load_metrics', 'accuracy', 'median_latency_ms',
-           'model_size_bytes', 'one_blas_thread', 'measure', 'check_budgets', 'pareto_front']
+           'Unflatten', 'from_quantized', 'quantize_int8', 'describe_model', 'validate_metrics',
+           'validate_architecture', 'build_model', 'read_arrays', 'save_submission', 'load_submission', 'load_metrics',
+           'accuracy', 'median_latency_ms', 'model_size_bytes', 'one_blas_thread', 'measure', 'check_budgets',
+           'pareto_front']
 
 # %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-05
 FORMAT = "tinytorch-capstone-1"  # the version of the file format, written into every file
@@ -236,6 +237,33 @@ class Unflatten(Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+def from_quantized(model: Sequential) -> Sequential:
+    """A new Sequential in which module 15's ``QuantizedLinear`` and ``QuantizedConv2d`` layers (8-bit, symmetric,
+    per channel or per tensor) become ``Int8Linear`` and ``Int8Conv2d`` with the same int8 codes, scales and bias,
+    so that the file format can store them; other layers are shared. ``TypeError`` for 4-bit or affine layers,
+    which the format does not store.
+    """
+    from tinytorch.perf.quantization import QuantizedConv2d, QuantizedLinear
+
+    layers: list[Module] = []
+    for index, layer in enumerate(model):
+        if isinstance(layer, QuantizedLinear | QuantizedConv2d):
+            if layer.bits != 8 or layer.zero_point is not None:
+                raise TypeError(f"from_quantized: layer {index} is {layer.bits}-bit or affine; the format stores "
+                                "8-bit symmetric weights only")
+            bias = None if layer.bias is None else layer.bias.data
+            if isinstance(layer, QuantizedLinear):
+                scale = np.broadcast_to(layer.scale, (layer.out_features,)).astype(np.float32)
+                layers.append(Int8Linear(layer.qweight.reshape(layer.out_features, layer.in_features), scale, bias))
+            else:
+                scale = np.broadcast_to(layer.scale, (layer.out_channels,)).astype(np.float32)
+                layers.append(Int8Conv2d(layer.qweight.reshape(layer.weight_shape), scale, bias, layer.stride,
+                                         layer.padding))
+        else:
+            layers.append(layer)
+    return Sequential(*layers)
 
 
 def quantize_int8(model: Sequential) -> Sequential:
