@@ -168,6 +168,10 @@ def test_metrics_schema() -> None:
         {k: v for k, v in metrics().items() if k != "accuracy"},
         [],
         metrics(description="x" * 501),
+        metrics(accuracy=float("nan")),
+        metrics(latency_ms=float("nan")),
+        metrics(latency_ms=float("inf")),
+        json.loads('{"accuracy": NaN}'),
     ):
         assert validate_metrics(bad), bad
     with pytest.raises(ValueError, match="accuracy"):

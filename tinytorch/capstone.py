@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -419,8 +420,14 @@ def _schema_problems(document: Any, schema: Mapping[str, Any], what: str) -> lis
 
 
 def validate_metrics(metrics: Any) -> list[str]:
-    """The problems of a metrics document against ``METRICS_SCHEMA``; an empty list when it is valid."""
-    return _schema_problems(metrics, METRICS_SCHEMA, METRICS_JSON)
+    """The problems of a metrics document against ``METRICS_SCHEMA`` (and NaN, which Python's JSON reader accepts
+    and JSON Schema's comparisons let through); an empty list when it is valid."""
+    problems = _schema_problems(metrics, METRICS_SCHEMA, METRICS_JSON)
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(f"{METRICS_JSON} {key}: {value} is not a finite number")
+    return problems
 
 
 def validate_architecture(document: Any) -> list[str]:
