@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import copy_course, graded_class
+from helpers import REPO, copy_course, graded_class, run_course
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -375,3 +375,18 @@ def test_report_shows_leaderboard_and_pareto_plot(tmp_path: Path, trained: Seque
     assert "flagged: claims accuracy 1.0000" in board and "<td>match</td>" in board
     assert "20_capstone: capstone files: claims accuracy" in page  # cy needs attention in the students table
     assert (course.reports / "capstone_pareto.png").is_file() and "capstone_pareto.png" in page
+
+
+def test_course_capstone_command(tmp_path: Path, trained: Sequential) -> None:
+    course = Course(tmp_path / "class")
+    (course.root / "source").mkdir(parents=True)
+    shutil.copy2(REPO.root / "nbgrader_config.py", course.root / "nbgrader_config.py")
+    save_submission(trained, course.submission_folder("ada", capstone.CAPSTONE), measure(trained, repeats=3))
+    flags = [] if SANDBOX else ["--no-sandbox"]
+    first = run_course(course, "capstone", *flags)
+    assert first.returncode == 0 and "ada" in first.stdout and "within limits" in first.stdout, first.stderr
+    again = run_course(course, "capstone", *flags)
+    assert again.returncode == 0 and "kept; --force" in again.stdout
+    (course.submission_folder("ada", capstone.CAPSTONE) / "metrics.json").unlink()
+    forced = run_course(course, "capstone", "--force", *flags)
+    assert forced.returncode == 1 and "no metrics.json handed in" in forced.stdout

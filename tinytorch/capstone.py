@@ -121,7 +121,7 @@ def quantize_per_channel(weight: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int8]
 
 # %% ../source/20_capstone/20_capstone.ipynb #int8-linear
 class Int8Linear(Module):
-    """A Linear layer with int8 weights and float32 compute (like PyTorch's weight-only dynamic quantization).
+    """A Linear layer with int8 weights and float32 compute (weight-only quantization).
 
     Args:
         weight_int8: an int8 ndarray ``(out_features, in_features)``.
