@@ -197,6 +197,16 @@ def _milestone(course: Course, args: argparse.Namespace) -> int:
     return milestones.run(course, args.name, learner=args.learner, out=out, quick=args.quick)
 
 
+def _capstone(course: Course, args: argparse.Namespace) -> int:
+    from course import capstone
+
+    results = capstone.grade(course, args.student, force=args.force, sandbox=not args.no_sandbox)
+    for result, kept in results:
+        print(capstone.describe(result) + (" (kept; --force to measure again)" if kept else ""))
+    print(f"results in {capstone.results_folder(course)}; `course report` draws the leaderboard and the Pareto plot")
+    return 0 if all(result.status == capstone.MEASURED for result, _ in results) else 1
+
+
 def _author(course: Course, args: argparse.Namespace) -> int:
     from course.authoring import convert_draft
 
@@ -257,6 +267,14 @@ def _parser() -> argparse.ArgumentParser:
                 "--cumulative", action="store_true", help="import the student's own earlier modules, not the reference"
             )
             sub.add_argument("--scheduler", help="grade on a Dask cluster: its scheduler address (tcp://host:8786)")
+    capstone = add(
+        "capstone",
+        _capstone,
+        "measure module 20's submitted models in a sandbox, flag inflated claims (results kept in capstone/)",
+    )
+    capstone.add_argument("--student", help="only this student")
+    capstone.add_argument("--force", action="store_true", help="measure again, replacing kept results")
+    capstone.add_argument("--no-sandbox", action="store_true", help="measure unsandboxed (trusted files only)")
     add("report", _report, "export grades to reports/grades.csv, plot them and write reports/index.html")
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"

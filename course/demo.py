@@ -2,8 +2,11 @@
 
 Three students submit every module: ada submits the solutions, bob the untouched release,
 and cy the solutions except for a softmax that skips the max subtraction, which passes the
-visible tests and fails the hidden ones on large logits. The demo releases, collects,
-auto-grades, writes feedback, exports the grades to CSV, prints a table and saves a plot.
+visible tests and fails the hidden ones on large logits. For module 20's capstone, ada hands in a
+trained int8 model with its measured metrics, bob a malformed metrics.json and no model (needs
+attention), and cy ada's model with inflated claims (flagged); ``course capstone`` measures them and
+the report ranks them. The demo releases, collects, auto-grades, writes feedback, exports the grades
+to CSV, prints a table and saves a plot.
 It works in a folder of its own (``demo-class/``), so it never touches a real gradebook.
 """
 
@@ -15,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from course import notebooks, submission
+from course import capstone, notebooks, submission
 from course.autograde import Submission, autograde
+from course.capstone import CAPSTONE
 from course.grading import feedback, release
 from course.modules import Course, CourseError, discover
 from course.report import Report, report
@@ -69,10 +73,34 @@ def _naive_softmax(assignment: str, source: Any) -> dict[str, str] | None:
 
 
 STUDENTS = (
-    DemoStudent("ada", "submits the solutions", _solutions),
-    DemoStudent("bob", "submits the untouched release", _untouched),
-    DemoStudent("cy", "solutions, but a softmax that overflows on large logits", _naive_softmax),
+    DemoStudent("ada", "submits the solutions and a trained int8 model with its measured metrics", _solutions),
+    DemoStudent("bob", "submits the untouched release and a broken metrics.json, no model", _untouched),
+    DemoStudent(
+        "cy", "solutions, but a softmax that overflows on large logits, and a model with inflated claims",
+        _naive_softmax,
+    ),
 )
+
+
+def capstone_files(demo: Course) -> None:
+    """Module 20's files: ada's honest int8 MLP, bob's malformed metrics, cy's model with better claims than it has."""
+    import numpy as np
+
+    from tinytorch.capstone import capstone_split, measure, quantize_int8, save_submission, train_classifier
+    from tinytorch.core.layers import Linear, ReLU, Sequential
+
+    x_train, y_train, _, _ = capstone_split()
+    generator = np.random.default_rng(0)
+    model = Sequential(Linear(64, 16, generator=generator), ReLU(), Linear(16, 10, generator=generator))
+    train_classifier(model, x_train, y_train)
+    quantized = quantize_int8(model)
+    honest = measure(quantized)
+    save_submission(quantized, demo.submission_folder("ada", CAPSTONE), {**honest, "description": "int8 MLP 64-16-10"})
+    inflated = {**honest, "accuracy": 0.999, "size_bytes": 100}
+    save_submission(quantized, demo.submission_folder("cy", CAPSTONE), inflated)
+    bob = demo.submission_folder("bob", CAPSTONE)
+    bob.mkdir(parents=True, exist_ok=True)
+    (bob / "metrics.json").write_text('{"accuracy": "very high"}\n', encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -113,6 +141,9 @@ def run_demo(course: Course, target: Path, say: Callable[[str], None] = print) -
     for student in STUDENTS:
         say(f"  {student.name} {student.plays}")
         submit(demo, student)
+    has_capstone = any(module.name == CAPSTONE for module in discover(demo))
+    if has_capstone:
+        capstone_files(demo)
     submissions: list[Submission] = []
     for module in discover(demo):
         say(f"Auto-grading {module.name} ...")
@@ -120,6 +151,10 @@ def run_demo(course: Course, target: Path, say: Callable[[str], None] = print) -
             say(f"  {graded.student:<5} {graded.status:<16} {graded.score}/{graded.max_score} {graded.reason}")
             submissions.append(graded)
         feedback(demo, module.name)
+    if has_capstone:
+        say("Measuring the capstone models (course capstone) ...")
+        for measured, _ in capstone.grade(demo):
+            say(f"  {capstone.describe(measured)}")
     result = DemoResult(demo, submissions, demo.feedback, report(demo))
     say("")
     say(result.report.table)

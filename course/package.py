@@ -40,6 +40,7 @@ NAMESPACES: dict[str, dict[str, str]] = {
         "text.embeddings": "Embedding",
         "core.attention": "MultiheadAttention",
         "models.transformer": "LayerNorm",
+        "capstone": "Unflatten",
     },
     "tinytorch.nn.functional": {
         "core.activations": "relu sigmoid tanh gelu softmax",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from course import notebooks
+from course import capstone, notebooks
 from course.grading import CellResult, GradeRow, cell_results, export_csv, grades
 from course.modules import Course, CourseError, discover
 
@@ -361,6 +361,7 @@ def _page(
     summaries: list[ModuleSummary],
     reasons: dict[tuple[str, str], list[str]],
     images: list[tuple[Path, str]],
+    extra: str = "",
 ) -> str:
     counts: dict[str, int] = defaultdict(int)
     for _, assignment in reasons:
@@ -379,7 +380,7 @@ def _page(
         f"<style>{STYLE}</style></head><body><h1>tinytorch: auto-graded results</h1>"
         f"<p>{students} students, {len(summaries)} modules, {sum(counts.values())} submission(s) needing attention."
         f"{csv_link}</p>"
-        f"{_module_section(summaries, counts)}{_student_section(course, page, rows, reasons)}"
+        f"{_module_section(summaries, counts)}{_student_section(course, page, rows, reasons)}{extra}"
         f"<h2>Plots</h2>{pictures}<script>{SCRIPT}</script></body></html>"
     )
 
@@ -397,9 +398,17 @@ def write_page(
         (plot_distributions(rows, folder / "distributions.png"), "Distribution of scores per module"),
         (plot_pass_rates(pass_rates(cells), folder / "pass_rates.png"), "Test cells with the lowest pass rates"),
     ]
+    capstone_results = capstone.read_results(course)
+    pareto = capstone.plot_pareto(capstone_results, folder / "capstone_pareto.png") if capstone_results else None
+    if pareto is not None:
+        images.append((pareto, "Capstone: measured accuracy, size and latency of every model, with the Pareto front"))
+    for student, reason in ((r.student, r.reason) for r in capstone_results if r.status == capstone.ATTENTION):
+        reasons.setdefault((student, capstone.CAPSTONE), [])
+        reasons[student, capstone.CAPSTONE].append(f"capstone files: {reason}")
     page = folder / "index.html"
     summaries = module_summaries(rows, cells, cell_order(course))
-    page.write_text(_page(course, page, rows, summaries, reasons, images), encoding="utf-8")
+    extra = capstone.leaderboard_html(capstone_results)
+    page.write_text(_page(course, page, rows, summaries, reasons, images, extra), encoding="utf-8")
     return page, [image for image, _ in images]
 
 

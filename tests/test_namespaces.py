@@ -55,6 +55,9 @@ def test_pytorch_spellings() -> None:
     assert tt.nn.functional.scaled_dot_product_attention is scaled_dot_product_attention
     assert tt.nn.LayerNorm is LayerNorm and tt.nn.functional.layer_norm is layer_norm
     assert tt.ao.quantization.MinMaxObserver is MinMaxObserver
+    from tinytorch.capstone import Unflatten
+
+    assert tt.nn.Unflatten is Unflatten
     assert isinstance(tt.tensor([1.0, 2.0]), tt.Tensor)
     with tt.no_grad():
         assert not tt.is_grad_enabled()

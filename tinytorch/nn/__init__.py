@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
     from tinytorch.text.embeddings import Embedding
     from tinytorch.core.attention import MultiheadAttention
     from tinytorch.models.transformer import LayerNorm
+    from tinytorch.capstone import Unflatten
     from tinytorch.nn import functional as functional, init as init, utils as utils
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     'Sigmoid',
     'Softmax',
     'Tanh',
+    'Unflatten',
 ]
 
 if not TYPE_CHECKING:  # at run time each name is looked up when first used
@@ -70,6 +72,7 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'Sigmoid': ('tinytorch.core.layers', '03_layers'),
             'Softmax': ('tinytorch.core.layers', '03_layers'),
             'Tanh': ('tinytorch.core.layers', '03_layers'),
+            'Unflatten': ('tinytorch.capstone', '20_capstone'),
         },
         ('functional', 'init', 'utils'),
     )
