@@ -77,9 +77,9 @@ def test_measure_latency_calls_and_summary(warmup: int, repeats: int, inner: int
 
 
 def test_measure_latency_times_per_call_and_skips_the_warmup() -> None:
-    pending = [0.05]
+    pending = [0.3]
     stats = measure_latency(lambda: time.sleep(pending.pop() if pending else 0.002), warmup=1, repeats=3, inner=2)
-    assert all(0.0019 < s < 0.04 for s in stats.samples), stats.samples
+    assert all(0.0019 < s < 0.2 for s in stats.samples), stats.samples
 
 
 @pytest.mark.parametrize("bad", [{"warmup": -1}, {"repeats": 0}, {"inner": 0}])
