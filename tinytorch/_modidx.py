@@ -40,6 +40,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'tinytorch.bench.holdout_split': ('19_benchmarking/benchmarking.html#holdout_split', 'tinytorch/bench.py'),
                                  'tinytorch.bench.measure_inference': ( '19_benchmarking/benchmarking.html#measure_inference',
                                                                         'tinytorch/bench.py'),
+                                 'tinytorch.bench.optional_torch': ( '19_benchmarking/benchmarking.html#optional_torch',
+                                                                     'tinytorch/bench.py'),
                                  'tinytorch.bench.pinned_threads': ( '19_benchmarking/benchmarking.html#pinned_threads',
                                                                      'tinytorch/bench.py'),
                                  'tinytorch.bench.plot_comparison': ( '19_benchmarking/benchmarking.html#plot_comparison',
