@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 import tinytorch
 
-__all__ = ["Run", "plt", "start"]
+__all__ = ["Latency", "Run", "latency", "plt", "start"]
 
 
 @dataclass
@@ -50,6 +50,32 @@ class Run:
         print(f"{self.name}: {result} -> {verdict} ({self.seconds():.1f} s)")
         print(f"plot: {plot}")
         return 0 if reached else 1
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The median and interquartile range of repeated timings, in seconds."""
+
+    median: float
+    q1: float
+    q3: float
+
+    def __str__(self) -> str:
+        unit, scale = ("ms", 1e3) if self.median < 1 else ("s", 1.0)
+        return f"{self.median * scale:.3g} {unit} [{self.q1 * scale:.3g}-{self.q3 * scale:.3g}]"
+
+
+def latency(call: Callable[[], object], repeats: int, warmup: int = 1) -> Latency:
+    """Time ``repeats`` calls of ``call`` (after ``warmup`` untimed ones) with ``time.perf_counter``."""
+    for _ in range(warmup):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - begin)
+    q1, median, q3 = np.percentile(seconds, [25, 50, 75])
+    return Latency(float(median), float(q1), float(q3))
 
 
 def start(

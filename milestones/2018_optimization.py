@@ -1,0 +1,342 @@
+"""2018: the Fashion-MNIST CNN quantized to int8 and pruned, and the char GPT generating with a KV cache.
+
+In 2018 MLPerf (Mattson et al., "MLPerf Training Benchmark", 2019/2020) began to compare machine-learning systems
+on the same models and data with stated quality targets, and the deployment tricks of those years (Jacob et al.'s
+integer-only inference, CVPR 2018; Han et al.'s pruning, 2015/2016; the key-value cache of every autoregressive
+transformer) became routine. Here they are applied to the course's own models, each against its baseline, and
+every number in the table is measured in this run:
+
+- LeNet-5 of the 1998 milestone, trained on Fashion-MNIST (fewer epochs than 1998), in float32; quantized to int8
+  per output channel (module 15, ``quantize_model``); magnitude-pruned globally (module 16, ``magnitude_prune``,
+  masks kept through a one-epoch fine-tune); pruned then quantized. For each: size in bytes, latency (median and
+  interquartile range) of a batch and of a single image, accuracy on the test images.
+- a character GPT of module 13 (4 layers, 4 heads, 128 wide, like the 2017 milestone, with a context of 160 so
+  that a prompt and 128 new characters fit) trained briefly on Shakespeare, its validation loss, then 128 new
+  characters generated without and with module 18's KV cache (``generate_cached``): ms per token, tokens per
+  second, the cache's bytes, and whether both give the same characters.
+
+Targets: int8 costs at most 1 accuracy point and its weights take at least 3.9x fewer bytes; pruning to 80%
+sparsity costs at most 2 points after the fine-tune; cached generation gives the same tokens and is at least
+5x faster for 128 tokens. The whole run takes about 8 minutes on 2 cores. ``--quick``: 10,000 training images
+and 2,000 test images, a 2-layer 64-wide GPT generating 64 characters (cache at least 2x faster), under a
+minute. Reads Fashion-MNIST like 1998 (``--data FOLDER``) and Shakespeare like 2017.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from milestone import Latency, Run, latency, plt, start
+from threadpoolctl import threadpool_limits
+
+from tinytorch import Tensor, manual_seed, no_grad
+from tinytorch.models.transformer import GPT
+from tinytorch.nn import Module
+from tinytorch.utils.data import DataLoader, TensorDataset
+
+cnn = importlib.import_module("1998_cnn")  # LeNet-5, the Fashion-MNIST sets and their training recipe
+shakespeare = importlib.import_module("2017_transformer")  # the plays as token ids and nanoGPT's training recipe
+
+
+@dataclass(frozen=True)
+class Setting:
+    n_train: int  # Fashion-MNIST training images
+    epochs: int  # of the float32 baseline
+    n_test: int  # test images for every accuracy
+    batch: int  # images in the batch whose latency is measured
+    repeats: int  # timed calls per latency (4x as many for a single image)
+    prune: float  # the fraction of weights magnitude pruning removes
+    gpt: Any  # a 2017_transformer.Config
+    new_tokens: int
+    gen_repeats: int
+    max_int8_drop: float  # accuracy points
+    min_size_ratio: float
+    max_pruned_drop: float
+    min_speedup: float
+
+
+def gpt_config(**fields: Any) -> Any:
+    """2017's ``Config``; it has no loss target here (the loss is reported, not judged)."""
+    return shakespeare.Config(target=math.inf, **fields)
+
+
+FULL = Setting(n_train=60_000, epochs=3, n_test=10_000, batch=256, repeats=15, prune=0.8,
+               gpt=gpt_config(n_layer=4, n_head=4, n_embd=128, block_size=160, batch_size=5, max_iters=600,
+                              eval_interval=150, eval_iters=20, learning_rate=1e-3, time_budget=150),
+               new_tokens=128, gen_repeats=3, max_int8_drop=1.0, min_size_ratio=3.9, max_pruned_drop=2.0,
+               min_speedup=5.0)
+QUICK = Setting(n_train=10_000, epochs=2, n_test=2_000, batch=256, repeats=5, prune=0.8,
+                gpt=gpt_config(n_layer=2, n_head=2, n_embd=64, block_size=96, batch_size=8, max_iters=150,
+                               eval_interval=75, eval_iters=5, learning_rate=3e-3, time_budget=12),
+                new_tokens=64, gen_repeats=2, max_int8_drop=1.0, min_size_ratio=3.9, max_pruned_drop=2.0,
+                min_speedup=2.0)
+PROMPT = "ROMEO:\n"
+
+
+def perf(name: str, number: str) -> ModuleType | str:
+    """``tinytorch.perf.NAME``, or the sentence saying which module the row waits for."""
+    try:
+        return importlib.import_module(f"tinytorch.perf.{name}")
+    except ModuleNotFoundError:
+        return f"waits for module {number} ({name}, planned)"
+
+
+def parameter_bytes(model: Module) -> int:
+    """The bytes of the model's parameter arrays (float32: 4 per weight), each shared array once."""
+    return sum(p.data.nbytes for p in model.parameters())
+
+
+@dataclass
+class Row:
+    name: str
+    size: int | None = None  # bytes
+    batch: Latency | None = None
+    single: Latency | None = None
+    quality: float | None = None  # accuracy, or validation loss for the GPT
+    note: str = ""
+
+
+def measure_cnn(name: str, model: Module, test_set: TensorDataset, setting: Setting, size: int, note: str = "") -> Row:
+    """Accuracy on the test images, latency of a batch and of one image (eval mode, no graph, one BLAS thread)."""
+    images = test_set.tensors[0].data
+    labels = test_set.tensors[1].data
+    predicted = cnn.predictions(model, DataLoader(test_set, batch_size=1000))
+    batch, one = Tensor(images[: setting.batch]), Tensor(images[:1])
+    model.eval()
+    with no_grad(), threadpool_limits(limits=cnn.THREADS):
+        batch_time = latency(lambda: model(batch), setting.repeats)
+        single_time = latency(lambda: model(one), 4 * setting.repeats)
+    model.train()
+    accuracy = float(np.mean(predicted == labels))
+    print(f"{name}: accuracy {accuracy:.2%}, {size:,} bytes, batch of {setting.batch} {batch_time}, one image "
+          f"{single_time}", flush=True)
+    return Row(name, size, batch_time, single_time, accuracy, note)
+
+
+def waiting(name: str, reason: str) -> Row:
+    print(f"{name}: {reason}", flush=True)
+    return Row(name, note=reason)
+
+
+def cnn_rows(run: Run, setting: Setting, train_set: TensorDataset, test_set: TensorDataset) -> list[Row]:
+    """The float32 LeNet-5 and its int8, pruned, and pruned-int8 versions, each measured."""
+    rng = run.rng()
+    train_loader = DataLoader(train_set, batch_size=cnn.BATCH_SIZE, shuffle=True, generator=rng)
+    test_loader = DataLoader(test_set, batch_size=1000)
+    model = cnn.lenet5(rng)
+    history = cnn.train(model, train_loader, test_loader, setting.epochs)
+    print(f"LeNet-5 trained for {setting.epochs} epochs on {setting.n_train:,} images in "
+          f"{sum(history.epoch_time):.1f} s", flush=True)
+    quantization = perf("quantization", "15")
+    compression = perf("compression", "16")
+    size_of: Callable[[Module], int] = (parameter_bytes if isinstance(quantization, str)
+                                        else quantization.model_size_bytes)
+    rows = [measure_cnn("LeNet-5 float32", model, test_set, setting, size_of(model), "baseline")]
+    if isinstance(quantization, str):
+        rows.append(waiting("int8 per-channel", quantization))
+    else:
+        int8 = quantization.quantize_model(model, bits=8, per_channel=True)
+        rows.append(measure_cnn("int8 per-channel", int8, test_set, setting, size_of(int8)))
+    if isinstance(compression, str):
+        rows.append(waiting(f"pruned {setting.prune:.0%}", compression))
+        rows.append(waiting(f"pruned {setting.prune:.0%} + int8", compression))
+        return rows
+    pruned = compression.magnitude_prune(copy.deepcopy(model), setting.prune)
+    tune = cnn.train(pruned, train_loader, test_loader, 1, lr=cnn.LR / 4)
+    kept = 1.0 - float(compression.sparsity(pruned))
+    rows.append(measure_cnn(f"pruned {setting.prune:.0%}", pruned, test_set, setting, size_of(pruned),
+                            f"sparsity {1 - kept:.1%} after a {tune.epoch_time[0]:.0f} s fine-tune epoch"))
+    if isinstance(quantization, str):
+        rows.append(waiting(f"pruned {setting.prune:.0%} + int8", quantization))
+    else:
+        both = quantization.quantize_model(pruned, bits=8, per_channel=True)
+        rows.append(measure_cnn(f"pruned {setting.prune:.0%} + int8", both, test_set, setting, size_of(both),
+                                f"sparsity {float(compression.sparsity(both)):.1%}"))
+    return rows
+
+
+@dataclass
+class Generation:
+    uncached: Latency
+    cached: Latency | None
+    same_tokens: bool | None
+    cache_bytes: int | None
+    sample: str
+    note: str = ""
+
+
+def gpt_rows(run: Run, setting: Setting) -> tuple[Row, Generation]:
+    """The char GPT trained briefly, its validation loss, and 128 new tokens without and with the KV cache."""
+    config = setting.gpt
+    manual_seed(run.seed)
+    tokenizer, train_data, val_data = shakespeare.shakespeare()
+    model = GPT(len(tokenizer.vocab), config.block_size, config.n_layer, config.n_head, config.n_embd, dropout=0.0)
+    print(f"GPT: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide, context {config.block_size}, "
+          f"{model.get_num_params(non_embedding=False):,} parameters; training for up to {config.max_iters} steps "
+          f"or {config.time_budget} s", flush=True)
+    with threadpool_limits(limits=1):
+        history = shakespeare.train(run, model, train_data, val_data, config)
+    model.eval()
+    prompt = Tensor(np.array([tokenizer.encode(PROMPT)]), dtype=np.int64)
+    n = setting.new_tokens
+
+    def uncached() -> Tensor:
+        manual_seed(run.seed)
+        out: Tensor = model.generate(prompt, max_new_tokens=n, temperature=0.8, top_k=20)
+        return out
+
+    memoization = perf("memoization", "18")
+    with threadpool_limits(limits=1):
+        plain = uncached()
+        uncached_time = latency(uncached, setting.gen_repeats, warmup=0)
+        if isinstance(memoization, str):
+            generation = Generation(uncached_time, None, None, None, "", memoization)
+        else:
+            def cached() -> Tensor:
+                manual_seed(run.seed)
+                out: Tensor = memoization.generate_cached(model, prompt, n, temperature=0.8, top_k=20)
+                return out
+
+            fast = cached()
+            cached_time = latency(cached, setting.gen_repeats, warmup=0)
+            cache_bytes = int(memoization.kv_cache_bytes(model, batch=1, seq_len=prompt.shape[1] + n))
+            generation = Generation(uncached_time, cached_time, bool(np.array_equal(plain.data, fast.data)),
+                                    cache_bytes, "")
+    generation.sample = tokenizer.decode([int(i) for i in plain.data[0]])
+    row = Row(f"char GPT {config.n_layer}x{config.n_embd}", parameter_bytes(model), quality=history["val"][-1],
+              note=f"{history['step'][-1]} training steps")
+    return row, generation
+
+
+def table(rows: list[Row], gpt_row: Row, generation: Generation, setting: Setting) -> str:
+    base = rows[0]
+    assert base.size is not None and base.quality is not None and base.batch is not None
+    lines = [f"{'Fashion-MNIST CNN':<22} {'bytes':>9} {'smaller':>7}  {f'batch of {setting.batch}':<24} "
+             f"{'one image':<24} {'accuracy':>8} {'change':>7}  note"]
+    for row in rows:
+        if row.size is None or row.quality is None:
+            lines.append(f"{row.name:<22} {row.note}")
+            continue
+        lines.append(f"{row.name:<22} {row.size:>9,} {base.size / row.size:>6.2f}x  {row.batch!s:<24} "
+                     f"{row.single!s:<24} {row.quality:>8.2%} {100 * (row.quality - base.quality):>+6.2f}p  {row.note}")
+    n = setting.new_tokens
+    lines += ["", f"{gpt_row.name}: {gpt_row.size:,} bytes of float32 parameters, validation loss "
+              f"{gpt_row.quality:.3f} nats/char ({gpt_row.note})",
+              f"{f'generating {n} tokens':<22} {'total':<24} {'ms/token':>9} {'tokens/s':>9}  note"]
+    for label, timing in (("uncached", generation.uncached), ("KV cache", generation.cached)):
+        if timing is None:
+            lines.append(f"{label:<22} {generation.note}")
+            continue
+        note = ""
+        if label == "KV cache":
+            note = (f"{generation.uncached.median / timing.median:.1f}x faster, same tokens: "
+                    f"{'yes' if generation.same_tokens else 'NO'}, cache {generation.cache_bytes:,} bytes")
+        line = f"{label:<22} {timing!s:<24} {1e3 * timing.median / n:>9.2f} {n / timing.median:>9.1f}  {note}"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def verdict(rows: list[Row], generation: Generation, setting: Setting) -> tuple[list[str], bool]:
+    """Each target with its measured figure; all must hold."""
+    base, int8, pruned, _ = rows
+    assert base.size is not None and base.quality is not None
+    checks: list[tuple[str, bool]] = []
+    if int8.size is None or int8.quality is None:
+        checks.append((f"int8: {int8.note}", False))
+    else:
+        drop = 100 * (base.quality - int8.quality)
+        ratio = base.size / int8.size
+        checks.append((f"int8 accuracy drop {drop:.2f} points (target <= {setting.max_int8_drop:g})",
+                       drop <= setting.max_int8_drop))
+        checks.append((f"int8 {ratio:.2f}x smaller (target >= {setting.min_size_ratio:g}x)",
+                       ratio >= setting.min_size_ratio))
+    if pruned.quality is None:
+        checks.append((f"pruning: {pruned.note}", False))
+    else:
+        drop = 100 * (base.quality - pruned.quality)
+        checks.append((f"pruned accuracy drop {drop:.2f} points (target <= {setting.max_pruned_drop:g})",
+                       drop <= setting.max_pruned_drop))
+    if generation.cached is None:
+        checks.append((f"KV cache: {generation.note}", False))
+    else:
+        speedup = generation.uncached.median / generation.cached.median
+        same = bool(generation.same_tokens)
+        checks.append((f"KV cache same tokens: {'yes' if same else 'no'}", same))
+        checks.append((f"KV cache {speedup:.1f}x faster (target >= {setting.min_speedup:g}x)",
+                       speedup >= setting.min_speedup))
+    return [text for text, _ in checks], all(ok for _, ok in checks)
+
+
+def plot(run: Run, rows: list[Row], generation: Generation, setting: Setting, title: str) -> Path:
+    """Size, accuracy and latency of each CNN version; ms per generated token without and with the cache."""
+    figure, (ax_size, ax_acc, ax_time, ax_gen) = plt.subplots(1, 4, figsize=(17, 4.2), layout="constrained")
+    measured = [row for row in rows if row.size is not None and row.quality is not None and row.batch is not None]
+    names = [row.name.replace(" + ", "\n+ ") for row in measured]
+    colors = [f"C{i}" for i in range(len(measured))]
+    ax_size.bar(names, [row.size / 1024 for row in measured if row.size is not None], color=colors)
+    ax_size.set(ylabel="KiB", title="model size")
+    accuracies = [100 * row.quality for row in measured if row.quality is not None]
+    ax_acc.bar(names, accuracies, color=colors)
+    ax_acc.set(ylabel=f"% of {setting.n_test:,} test images", title="accuracy",
+               ylim=(min(accuracies) - 3, max(accuracies) + 1))
+    medians = [1e3 * row.batch.median for row in measured if row.batch is not None]
+    spread = np.array([[1e3 * (row.batch.median - row.batch.q1), 1e3 * (row.batch.q3 - row.batch.median)]
+                       for row in measured if row.batch is not None]).T
+    ax_time.bar(names, medians, yerr=spread, capsize=4, color=colors)
+    ax_time.set(ylabel="ms (median, IQR)", title=f"latency, batch of {setting.batch}")
+    for ax in (ax_size, ax_acc, ax_time):
+        ax.tick_params(axis="x", labelsize=8)
+    n = setting.new_tokens
+    timings = [("uncached", generation.uncached), ("KV cache", generation.cached)]
+    shown = [(label, t) for label, t in timings if t is not None]
+    ax_gen.bar([label for label, _ in shown], [1e3 * t.median / n for _, t in shown], color=["C7", "C2"][: len(shown)],
+               yerr=np.array([[1e3 * (t.median - t.q1) / n, 1e3 * (t.q3 - t.median) / n] for _, t in shown]).T,
+               capsize=4)
+    ax_gen.set(ylabel="ms per token (median, IQR)", title=f"GPT, {n} new tokens")
+    figure.suptitle(title, fontsize=12)
+    return run.save(figure)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    cnn.add_options(parser)
+
+
+def main() -> int:
+    run = start("2018_optimization", __doc__ or "",
+                quick="10,000 training images, 2,000 test images, a 2-layer GPT generating 64 tokens (under a minute)",
+                options=add_options)
+    setting = QUICK if run.quick else FULL
+    try:
+        train_set, test_set = cnn.fashion_sets(run.args.data, setting.n_train, setting.n_test, run.rng())
+    except FileNotFoundError as err:
+        print(f"{run.name}: {err} (to this script: --data FOLDER)", file=sys.stderr)
+        return 2
+    print(f"{'quick run' if run.quick else 'full run'}: LeNet-5 on {setting.n_train:,} Fashion-MNIST training images "
+          f"for {setting.epochs} epochs, accuracy on {setting.n_test:,} test images; NumPy's BLAS pinned to 1 thread "
+          f"(threadpoolctl)", flush=True)
+    rows = cnn_rows(run, setting, train_set, test_set)
+    gpt_row, generation = gpt_rows(run, setting)
+    report = table(rows, gpt_row, generation, setting)
+    print("\n" + report + "\n")
+    print(f"--- {setting.new_tokens} generated characters ---\n{generation.sample}\n---", flush=True)
+    (run.out / f"{run.name}.txt").write_text(report + "\n", encoding="utf-8")
+    checks, reached = verdict(rows, generation, setting)
+    result = "; ".join(checks) + (" (quick run)" if run.quick else "")
+    kind = "quick run" if run.quick else "full run"
+    path = plot(run, rows, generation, setting, f"2018: optimizing the course's models ({kind})")
+    print(f"table: {run.out / f'{run.name}.txt'}")
+    return run.finish(result, reached, path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
