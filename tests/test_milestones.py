@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import REPO, ROOT, fill_in, learner_course, run_course, skip_without_data
 
@@ -99,3 +101,44 @@ def test_learner_1998_needs_the_convolutions_and_what_they_build_on(tmp_path: Pa
                    "08_training", "09_convolutions"):
         assert module in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def write_fashion_like(folder: Path, n_train: int = 640, n_test: int = 200, seed: int = 0) -> None:
+    """Small IDX files shaped like Fashion-MNIST's: class k is a bright 6x6 square at its own place, on noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for prefix, count in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        images = rng.integers(0, 60, size=(count, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            row, col = 2 + 12 * (label // 5), 1 + 5 * (label % 5)
+            images[i, row : row + 6, col : col + 6] = 255
+        for name, array in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+            (folder / name).write_bytes(header + array.tobytes())
+
+
+def test_the_2018_quick_run_prints_one_table_of_measured_rows(tmp_path: Path) -> None:
+    """On small IDX files (no Fashion-MNIST needed): every row is measured or says which module it waits for."""
+    write_fashion_like(tmp_path / "fashion")
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "milestones" / "2018_optimization.py"), "--quick", "--data",
+         str(tmp_path / "fashion"), "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )
+    assert ran.returncode in (0, 1), ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr, ran.stderr
+    assert "quick run: LeNet-5 on 640 Fashion-MNIST training images for 2 epochs, accuracy on 200 test images" \
+        in ran.stdout
+    table = (tmp_path / "2018_optimization.txt").read_text(encoding="utf-8")
+    assert table in ran.stdout
+    for row in ("LeNet-5 float32", "int8 per-channel", "pruned 80%", "pruned 80% + int8", "uncached", "KV cache"):
+        line = next((line for line in table.splitlines() if line.startswith(row + " ")), None)
+        assert line is not None, table
+        measured = re.search(r"\d+\.\d+%|\d+\.\d+ +\d+\.\d+$|\d+\.\dx faster", line)
+        assert measured or re.search(r"waits for module 1[568] \(\w+, planned\)", line), line
+    baseline = re.search(r"^LeNet-5 float32 +246,824 +1\.00x .+ ms \[.+\] +(\d+\.\d+)% +\+0\.00p", table, re.MULTILINE)
+    assert baseline and float(baseline[1]) >= 90.0, table  # the squares are easy to tell apart
+    assert re.search(r"validation loss \d\.\d{3} nats/char", table), table
+    assert re.search(r"2018_optimization: .+ -> (NOT )?REACHED \(\d+\.\d s\)", ran.stdout), ran.stdout
+    assert (tmp_path / "2018_optimization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
