@@ -62,6 +62,10 @@ NAMESPACES: dict[str, dict[str, str]] = {
     "tinytorch.optim.lr_scheduler": {
         "core.training": "WarmupCosineLR",
     },
+    "tinytorch.ao": {},
+    "tinytorch.ao.quantization": {
+        "perf.quantization": "MinMaxObserver",
+    },
     "tinytorch.utils": {},
     "tinytorch.utils.data": {
         "core.dataloader": "Dataset TensorDataset DataLoader Subset random_split default_collate",
@@ -76,6 +80,8 @@ DOCS = {
     "tinytorch.nn.utils": "Utilities for training modules, as ``torch.nn.utils`` names them.",
     "tinytorch.optim": "Optimizers, as ``torch.optim`` names them.",
     "tinytorch.optim.lr_scheduler": "Learning-rate schedules, as ``torch.optim.lr_scheduler`` names them.",
+    "tinytorch.ao": "Architecture optimization (quantization), as ``torch.ao`` names it.",
+    "tinytorch.ao.quantization": "Quantization observers, as ``torch.ao.quantization`` names them.",
     "tinytorch.utils": "Utilities, as ``torch.utils`` names them.",
     "tinytorch.utils.data": "Datasets and loaders, as ``torch.utils.data`` names them.",
 }

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # what mypy and editors see; names in __all__ count as re-exp
         zeros_like,
     )
     from tinytorch.core.autograd import enable_grad, no_grad
-    from tinytorch import nn as nn, optim as optim, utils as utils
+    from tinytorch import ao as ao, nn as nn, optim as optim, utils as utils
 
 __all__ = [
     'Tensor',
@@ -87,5 +87,5 @@ if not TYPE_CHECKING:  # at run time each name is looked up when first used
             'zeros': ('tinytorch.core.tensor', '01_tensor'),
             'zeros_like': ('tinytorch.core.tensor', '01_tensor'),
         },
-        ('nn', 'optim', 'utils'),
+        ('ao', 'nn', 'optim', 'utils'),
     )
