@@ -132,11 +132,15 @@ def test_the_2018_quick_run_prints_one_table_of_measured_rows(tmp_path: Path) ->
         in ran.stdout
     table = (tmp_path / "2018_optimization.txt").read_text(encoding="utf-8")
     assert table in ran.stdout
-    for row in ("LeNet-5 float32", "int8 per-channel", "pruned 80%", "pruned 80% + int8", "uncached", "KV cache"):
-        line = next((line for line in table.splitlines() if line.startswith(row + " ")), None)
-        assert line is not None, table
-        measured = re.search(r"\d+\.\d+%|\d+\.\d+ +\d+\.\d+$|\d+\.\dx faster", line)
-        assert measured or re.search(r"waits for module 1[568] \(\w+, planned\)", line), line
+    cnn_rows = ("LeNet-5 float32", "int8 per-channel", "pruned 80%", "pruned 80% + int8", "channels pruned 50%")
+    measured = r" +[\d,]+ +\d+\.\d\dx +\S+ m?s \[.+\] +\S+ m?s \[.+\] +\d+\.\d\d% +[+-]\d+\.\d\dp"
+    for row in cnn_rows:  # bytes, ratio, batch latency [IQR], one-image latency [IQR], accuracy, change
+        assert re.search(rf"^{re.escape(row)}{measured}", table, re.MULTILINE), (row, table)
+    assert re.search(r"^int8 per-channel .+ weights \d\.\d\dx smaller", table, re.MULTILINE), table
+    assert re.search(r"^pruned 80% .+ sparsity 80\.0% after", table, re.MULTILINE), table
+    assert re.search(r"^uncached +\S+ m?s \[.+\] +\d+\.\d\d +\d+\.\d$", table, re.MULTILINE), table
+    assert re.search(r"^KV cache .+ \d+\.\dx faster, same tokens: yes, cache [\d,]+ bytes$", table, re.MULTILINE), table
+    assert "waits for" not in ran.stdout, ran.stdout
     baseline = re.search(r"^LeNet-5 float32 +246,824 +1\.00x .+ ms \[.+\] +(\d+\.\d+)% +\+0\.00p", table, re.MULTILINE)
     assert baseline and float(baseline[1]) >= 90.0, table  # the squares are easy to tell apart
     assert re.search(r"validation loss \d\.\d{3} nats/char", table), table
