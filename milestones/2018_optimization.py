@@ -43,6 +43,7 @@ from milestone import Latency, Run, latency, plt, start
 from threadpoolctl import threadpool_limits
 
 from tinytorch import Tensor, manual_seed, no_grad
+from tinytorch.core.training import History
 from tinytorch.models.transformer import GPT
 from tinytorch.nn import Conv2d, Linear, Module, Sequential
 from tinytorch.perf.compression import magnitude_prune, prune_channels, remove_pruning, sparsity, to_csr
@@ -50,6 +51,8 @@ from tinytorch.perf.memoization import generate_cached, kv_cache_bytes
 from tinytorch.perf.quantization import QuantizedConv2d, QuantizedLinear, model_size_bytes, quantize_model
 from tinytorch.utils.data import DataLoader, Subset, TensorDataset
 
+# The 1998 and 2017 scripts beside this one (their names start with a digit, hence importlib). What they import
+# from tinytorch is imported above too, so that `course milestone 2018 --learner` asks for those modules.
 cnn = importlib.import_module("1998_cnn")  # LeNet-5, the Fashion-MNIST sets and their training recipe
 shakespeare = importlib.import_module("2017_transformer")  # the plays as token ids and nanoGPT's training recipe
 
@@ -155,7 +158,7 @@ def cnn_rows(run: Run, setting: Setting, train_set: TensorDataset, test_set: Ten
     train_loader = DataLoader(train_set, batch_size=cnn.BATCH_SIZE, shuffle=True, generator=rng)
     test_loader = DataLoader(test_set, batch_size=1000)
     model = cnn.lenet5(rng)
-    history = cnn.train(model, train_loader, test_loader, setting.epochs)
+    history: History = cnn.train(model, train_loader, test_loader, setting.epochs)
     print(f"LeNet-5 trained for {setting.epochs} epochs on {len(train_set):,} images in "
           f"{sum(history.epoch_time):.1f} s", flush=True)
     rows = [measure_cnn("LeNet-5 float32", model, test_set, setting, model_size_bytes(model), "baseline")]
@@ -166,7 +169,7 @@ def cnn_rows(run: Run, setting: Setting, train_set: TensorDataset, test_set: Ten
     chosen = rng.permutation(len(train_set))[: setting.tune_images]
     tune_loader = DataLoader(Subset(train_set, np.sort(chosen)), batch_size=cnn.BATCH_SIZE, shuffle=True, generator=rng)
     pruned = magnitude_prune(copy.deepcopy(model), setting.prune)
-    tune = cnn.train(pruned, tune_loader, test_loader, 1, lr=cnn.LR / 4)
+    tune: History = cnn.train(pruned, tune_loader, test_loader, 1, lr=cnn.LR / 4)
     dense = remove_pruning(copy.deepcopy(pruned))  # the masked weights as plain Linear/Conv2d weights
     rows.append(measure_cnn(f"pruned {setting.prune:.0%}", pruned, test_set, setting, csr_bytes(dense),
                             f"sparsity {sparsity(pruned):.1%} after a {tune.epoch_time[0]:.0f} s fine-tune epoch; "

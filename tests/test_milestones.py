@@ -146,3 +146,14 @@ def test_the_2018_quick_run_prints_one_table_of_measured_rows(tmp_path: Path) ->
     assert re.search(r"validation loss \d\.\d{3} nats/char", table), table
     assert re.search(r"2018_optimization: .+ -> (NOT )?REACHED \(\d+\.\d s\)", ran.stdout), ran.stdout
     assert (tmp_path / "2018_optimization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learner_2018_needs_the_modules_it_optimizes_and_those_1998_and_2017_train_with(tmp_path: Path) -> None:
+    """2018 reuses the 1998 and 2017 scripts through importlib; their modules (08's training loop) count too."""
+    course = learner_course(tmp_path / "course")
+    refused = run_course(course, "milestone", "2018", "--learner")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    for module in ("08_training", "09_convolutions", "13_transformers", "15_quantization", "16_compression",
+                   "18_memoization"):
+        assert module in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
