@@ -35,11 +35,12 @@ import importlib
 import math
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from milestone import Latency, Run, latency, plt, start
+from milestone import Latency, Run, latencies, plt, start
 from threadpoolctl import threadpool_limits
 
 from tinytorch import Tensor, manual_seed, no_grad
@@ -134,22 +135,30 @@ class Row:
     weights_smaller: float | None = None  # float32 weight bytes / quantized weight bytes (int8 and scales)
 
 
-def measure_cnn(name: str, model: Module, test_set: TensorDataset, setting: Setting, size: int, note: str = "",
+def measure_cnn(name: str, model: Module, test_set: TensorDataset, size: int, note: str = "",
                 weights_smaller: float | None = None) -> Row:
-    """Accuracy on the test images, latency of a batch and of one image (eval mode, no graph, one BLAS thread)."""
-    images = test_set.tensors[0].data
-    labels = test_set.tensors[1].data
+    """Accuracy on the test images (the latencies are measured later, for every version in turn)."""
     predicted = cnn.predictions(model, DataLoader(test_set, batch_size=1000))
+    accuracy = float(np.mean(predicted == test_set.tensors[1].data))
+    print(f"{name}: accuracy {accuracy:.2%}, {size:,} bytes", flush=True)
+    return Row(name, size, quality=accuracy, note=note, weights_smaller=weights_smaller)
+
+
+def time_cnns(rows: list[Row], models: list[Module], test_set: TensorDataset, setting: Setting) -> None:
+    """Each version's latency for a batch and for one image, in eval mode without a graph on one BLAS thread,
+    the versions taking turns (``latencies``)."""
+    images = test_set.tensors[0].data
     batch, one = Tensor(images[: setting.batch]), Tensor(images[:1])
-    model.eval()
+    for model in models:
+        model.eval()
     with no_grad(), threadpool_limits(limits=cnn.THREADS):
-        batch_time = latency(lambda: model(batch), setting.repeats)
-        single_time = latency(lambda: model(one), 4 * setting.repeats)
-    model.train()
-    accuracy = float(np.mean(predicted == labels))
-    print(f"{name}: accuracy {accuracy:.2%}, {size:,} bytes, batch of {setting.batch} {batch_time}, one image "
-          f"{single_time}", flush=True)
-    return Row(name, size, batch_time, single_time, accuracy, note, weights_smaller)
+        batch_times = latencies({row.name: partial(model, batch) for row, model in zip(rows, models, strict=True)},
+                                setting.repeats)
+        single_times = latencies({row.name: partial(model, one) for row, model in zip(rows, models, strict=True)},
+                                 4 * setting.repeats)
+    for row in rows:
+        row.batch, row.single = batch_times[row.name], single_times[row.name]
+        print(f"{row.name}: batch of {setting.batch} {row.batch}, one image {row.single}", flush=True)
 
 
 def cnn_rows(run: Run, setting: Setting, train_set: TensorDataset, test_set: TensorDataset) -> list[Row]:
@@ -161,9 +170,9 @@ def cnn_rows(run: Run, setting: Setting, train_set: TensorDataset, test_set: Ten
     history: History = cnn.train(model, train_loader, test_loader, setting.epochs)
     print(f"LeNet-5 trained for {setting.epochs} epochs on {len(train_set):,} images in "
           f"{sum(history.epoch_time):.1f} s", flush=True)
-    rows = [measure_cnn("LeNet-5 float32", model, test_set, setting, model_size_bytes(model), "baseline")]
+    rows = [measure_cnn("LeNet-5 float32", model, test_set, model_size_bytes(model), "baseline")]
     int8 = quantize_model(model, bits=8, per_channel=True)
-    rows.append(measure_cnn("int8 per-channel", int8, test_set, setting, model_size_bytes(int8),
+    rows.append(measure_cnn("int8 per-channel", int8, test_set, model_size_bytes(int8),
                             f"weights {weight_ratio(model, int8):.2f}x smaller (int8 + a float32 scale per channel), "
                             "biases float32", weight_ratio(model, int8)))
     chosen = rng.permutation(len(train_set))[: setting.tune_images]
@@ -171,19 +180,20 @@ def cnn_rows(run: Run, setting: Setting, train_set: TensorDataset, test_set: Ten
     pruned = magnitude_prune(copy.deepcopy(model), setting.prune)
     tune: History = cnn.train(pruned, tune_loader, test_loader, 1, lr=cnn.LR / 4)
     dense = remove_pruning(copy.deepcopy(pruned))  # the masked weights as plain Linear/Conv2d weights
-    rows.append(measure_cnn(f"pruned {setting.prune:.0%}", pruned, test_set, setting, csr_bytes(dense),
+    rows.append(measure_cnn(f"pruned {setting.prune:.0%}", pruned, test_set, csr_bytes(dense),
                             f"sparsity {sparsity(pruned):.1%} after a {tune.epoch_time[0]:.0f} s fine-tune epoch; "
                             "size stored as CSR, run dense"))
     both = quantize_model(dense, bits=8, per_channel=True)
     zeros = [layer.qweight for layer in both.modules() if isinstance(layer, QuantizedLinear | QuantizedConv2d)]
     zero_share = sum(int(np.count_nonzero(q == 0)) for q in zeros) / sum(q.size for q in zeros)
-    rows.append(measure_cnn(f"pruned {setting.prune:.0%} + int8", both, test_set, setting, model_size_bytes(both),
+    rows.append(measure_cnn(f"pruned {setting.prune:.0%} + int8", both, test_set, model_size_bytes(both),
                             f"{zero_share:.1%} of the int8 weights are 0; stored dense"))
     assert isinstance(model, Sequential)
     thin = prune_channels(model, setting.channels)
     cnn.train(thin, tune_loader, test_loader, 1, lr=cnn.LR / 4)
-    rows.append(measure_cnn(f"channels pruned {setting.channels:.0%}", thin, test_set, setting, model_size_bytes(thin),
+    rows.append(measure_cnn(f"channels pruned {setting.channels:.0%}", thin, test_set, model_size_bytes(thin),
                             "structured: a smaller model, one fine-tune epoch"))
+    time_cnns(rows, [model, int8, pruned, both, thin], test_set, setting)
     return rows
 
 
@@ -222,9 +232,9 @@ def gpt_rows(run: Run, setting: Setting) -> tuple[Row, Generation]:
         return generate_cached(model, prompt, n, temperature=0.8, top_k=20)
 
     with threadpool_limits(limits=1):
-        plain, fast = uncached(), cached()
-        uncached_time = latency(uncached, setting.gen_repeats, warmup=0)
-        cached_time = latency(cached, setting.gen_repeats, warmup=0)
+        plain, fast = uncached(), cached()  # also the warm-up
+        timings = latencies({"uncached": uncached, "cached": cached}, setting.gen_repeats, warmup=0)
+    uncached_time, cached_time = timings["uncached"], timings["cached"]
     generation = Generation(uncached_time, cached_time, bool(np.array_equal(plain.data, fast.data)),
                             kv_cache_bytes(model, batch_size=1, seq_len=prompt.shape[1] + n), "")
     generation.sample = tokenizer.decode([int(i) for i in plain.data[0]])
