@@ -34,6 +34,7 @@ import copy
 import importlib
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -308,7 +309,7 @@ def plot(run: Run, rows: list[Row], generation: Generation, setting: Setting, n_
     """Size, accuracy and latency of each CNN version; ms per generated token without and with the cache."""
     figure, (ax_size, ax_acc, ax_time, ax_gen) = plt.subplots(1, 4, figsize=(17, 4.2), layout="constrained")
     measured = [row for row in rows if row.size is not None and row.quality is not None and row.batch is not None]
-    names = [row.name.replace(" + ", "\n+ ") for row in measured]
+    names = [textwrap.fill(row.name, 11) for row in measured]
     colors = [f"C{i}" for i in range(len(measured))]
     ax_size.bar(names, [row.size / 1024 for row in measured if row.size is not None], color=colors)
     ax_size.set(ylabel="KiB", title="model size")
@@ -330,6 +331,9 @@ def plot(run: Run, rows: list[Row], generation: Generation, setting: Setting, n_
                yerr=np.array([[1e3 * (t.median - t.q1) / n, 1e3 * (t.q3 - t.median) / n] for _, t in shown]).T,
                capsize=4)
     ax_gen.set(ylabel="ms per token (median, IQR)", title=f"GPT, {n} new tokens")
+    if generation.cached is not None:
+        ax_gen.text(1, 1e3 * generation.cached.q3 / n, f"{generation.uncached.median / generation.cached.median:.1f}x "
+                    "faster", ha="center", va="bottom")
     figure.suptitle(title, fontsize=12)
     return run.save(figure)
 
