@@ -120,7 +120,7 @@ def quantize(
             which raises ``ValueError`` for the wrong number of them).
         bits: 2 .. 8; ``(qmin, qmax) = qrange(bits, symmetric=False)``, e.g. ``(-128, 127)`` for 8 bits and
             ``(-8, 7)`` for 4 (a 4-bit code is still stored in an int8 here: section 6 packs two per byte).
-        axis: None (per tensor) or the channel axis.
+        axis: None (per tensor) or the channel axis (negative values count from the end, as in NumPy).
 
     The division is done in float32 (``x`` cast to float32, divided by the float32 scale).
     """
@@ -536,7 +536,8 @@ def model_size_bytes(model: Module) -> int:
 def quantize_model(model: Module, *, bits: int = 8, per_channel: bool = True) -> Module:
     """A new model in which every ``Linear`` and ``Conv2d`` (at any depth) is replaced by ``QuantizedLinear`` /
     ``QuantizedConv2d`` ``.from_float(layer, bits=bits, per_channel=per_channel)`` (symmetric); every other
-    module is a deep copy, and ``model`` is left unchanged.
+    module is a deep copy, and ``model`` is left unchanged. A ``model`` that is itself a ``Linear`` or ``Conv2d``
+    gives its quantized version.
 
     Raises: ``TypeError`` if ``model`` is not a Module; ``ValueError`` if ``bits`` is not 8 or 4 (message: "bits").
     """
