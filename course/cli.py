@@ -160,6 +160,11 @@ def _bench(course: Course, args: argparse.Namespace) -> int:
 
         print(bench_gpt(threads=args.threads))
         return 0
+    if args.what == "kv":
+        from course.bench_kv import bench_kv
+
+        print(bench_kv(threads=args.threads))
+        return 0
     if args.what == "training":
         from course.bench_training import bench_training
 
@@ -258,14 +263,16 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         _bench,
         "measure grading (course vs plain nbgrader), training (tinytorch vs NumPy, PyTorch), tokenization (BPE) "
-        "conv (conv2d and a LeNet step vs PyTorch) or gpt (a GPT training step vs PyTorch)",
+        "conv (conv2d and a LeNet step vs PyTorch), gpt (a GPT training step vs PyTorch) or kv (KV-cached generation "
+        "vs generate)",
     )
-    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv", "gpt"])
+    bench.add_argument("what", choices=["grading", "training", "tokenization", "conv", "gpt", "kv"])
     bench.add_argument("--module", default="01", help="the module whose solution is graded (default: 01)")
     bench.add_argument("--submissions", type=int, default=100)
     bench.add_argument("--workers", type=int, default=0, help="parallel gradings (default: one per core)")
     bench.add_argument(
-        "--threads", type=int, default=1, help="training, conv, gpt: threads for NumPy's BLAS and PyTorch (default: 1)"
+        "--threads", type=int, default=1,
+        help="training, conv, gpt, kv: threads for NumPy's BLAS and PyTorch (default: 1)",
     )
     author = add("author", _author, "turn a percent-format draft into a source notebook")
     author.add_argument("draft")
