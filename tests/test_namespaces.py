@@ -42,6 +42,7 @@ def test_pytorch_spellings() -> None:
     from tinytorch.core.optimizers import Adam
     from tinytorch.core.training import WarmupCosineLR
     from tinytorch.models.transformer import LayerNorm, layer_norm
+    from tinytorch.perf.quantization import MinMaxObserver
     from tinytorch.text.embeddings import Embedding, embedding
 
     assert tt.nn.Linear is Linear and tt.nn.functional.relu is relu and tt.nn.init.kaiming_uniform_ is kaiming_uniform_
@@ -53,6 +54,7 @@ def test_pytorch_spellings() -> None:
     assert tt.nn.MultiheadAttention is MultiheadAttention
     assert tt.nn.functional.scaled_dot_product_attention is scaled_dot_product_attention
     assert tt.nn.LayerNorm is LayerNorm and tt.nn.functional.layer_norm is layer_norm
+    assert tt.ao.quantization.MinMaxObserver is MinMaxObserver
     assert isinstance(tt.tensor([1.0, 2.0]), tt.Tensor)
     with tt.no_grad():
         assert not tt.is_grad_enabled()
