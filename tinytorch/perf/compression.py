@@ -82,7 +82,7 @@ class PrunedLayer(Module):
             raise ValueError(f"PrunedLayer: mask of shape {mask.shape} for a weight of shape {layer.weight.shape}")
         self.weight_orig = layer.weight
         self.weight_mask = mask.astype(layer.weight.dtype, copy=True)
-        layer.weight = None
+        layer.register_parameter("weight", None)  # no longer a parameter of the layer
         self.layer = layer
 
     @property
