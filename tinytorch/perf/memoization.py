@@ -59,7 +59,7 @@ class KVCache:
 
     Attributes:
         keys, values: lists of ``n_layer`` NumPy arrays of zeros, each of shape ``(batch_size, n_head, max_len,
-            head_dim)`` and dtype ``dtype``, one array per layer (no two layers share an array);
+            head_dim)`` and dtype ``dtype``, one array per layer (no two of the arrays share memory);
         length: the number of positions held (starts at 0);
         n_layer, batch_size, n_head, max_len, head_dim, dtype (an ``np.dtype``).
 
