@@ -191,7 +191,7 @@ def _milestone(course: Course, args: argparse.Namespace) -> int:
             missing = milestones.missing_modules(course, milestone)
             modules = ", ".join(name[:2] for name in missing)
             mine = f"export {modules} for --learner" if missing else "ready for --learner"
-            print(f"{milestone.name:<16} {mine:<56} {milestone.title}")
+            print(f"{milestone.name:<18} {mine:<56} {milestone.title}")
         return 0
     out = Path(args.out).resolve() if args.out else None
     return milestones.run(course, args.name, learner=args.learner, out=out, quick=args.quick)
@@ -279,11 +279,11 @@ def _parser() -> argparse.ArgumentParser:
     add("demo", _demo, "play a small class through release, autograde, feedback and report").add_argument(
         "--dir", default="demo-class", help="the demo's own folder (default: demo-class)"
     )
-    milestone = add("milestone", _milestone, "re-create a historical result (1957 ... 2017) and save its plot")
+    milestone = add("milestone", _milestone, "re-create a historical result (1957 ... 2018) and save its plot")
     milestone.add_argument("name", nargs="?", help="1957, perceptron or 1957_perceptron (default: list them)")
     milestone.add_argument("--learner", action="store_true", help="use your own package (notebooks/tinytorch)")
     milestone.add_argument("--out", help="folder for the plot (default: reports/milestones)")
-    milestone.add_argument("--quick", action="store_true", help="a short run with a lower target (1998, 2017)")
+    milestone.add_argument("--quick", action="store_true", help="a short run with a lower target (1998, 2017, 2018)")
     bench = add(
         "bench",
         _bench,

@@ -31,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from tinytorch import Tensor, no_grad
 from tinytorch.core.dataloader import FASHION_MNIST_CLASSES, FASHION_MNIST_ROOT, load_fashion_mnist
 from tinytorch.core.training import History, evaluate, fit
-from tinytorch.nn import Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from tinytorch.nn import Conv2d, CrossEntropyLoss, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential
 from tinytorch.optim import Adam
 from tinytorch.optim.lr_scheduler import WarmupCosineLR
 from tinytorch.utils.data import DataLoader, TensorDataset
@@ -79,7 +79,17 @@ def fashion_sets(
             TensorDataset(standardize(test_images), Tensor(y_test.data[:n_test])))
 
 
-def predictions(model: Sequential, loader: DataLoader) -> np.ndarray[Any, Any]:
+def train(model: Module, train_loader: DataLoader, test_loader: DataLoader, epochs: int, lr: float = LR) -> History:
+    """Module 08's ``fit`` with ``Adam`` and a cosine schedule after a quarter epoch of warm-up, NumPy's BLAS pinned
+    to ``THREADS`` thread; the test loss and accuracy after every epoch are only recorded (also used by 2018)."""
+    optimizer = Adam(model.parameters(), lr=lr)
+    steps = epochs * len(train_loader)
+    scheduler = WarmupCosineLR(optimizer, warmup_steps=len(train_loader) // 4, total_steps=steps)
+    with threadpool_limits(limits=THREADS):
+        return fit(model, CrossEntropyLoss(), optimizer, train_loader, test_loader, epochs=epochs, scheduler=scheduler)
+
+
+def predictions(model: Module, loader: DataLoader) -> np.ndarray[Any, Any]:
     model.eval()
     with no_grad():
         found = [model(images).data.argmax(axis=1) for images, _ in loader]
@@ -147,13 +157,9 @@ def main() -> int:
     train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True, generator=rng)
     test_loader = DataLoader(test_set, batch_size=1000)
     model = lenet5(rng)
-    optimizer = Adam(model.parameters(), lr=LR)
-    steps = epochs * len(train_loader)
-    scheduler = WarmupCosineLR(optimizer, warmup_steps=len(train_loader) // 4, total_steps=steps)
-    loss_fn = CrossEntropyLoss()
+    history = train(model, train_loader, test_loader, epochs)
     with threadpool_limits(limits=THREADS):
-        history = fit(model, loss_fn, optimizer, train_loader, test_loader, epochs=epochs, scheduler=scheduler)
-        _, accuracy = evaluate(model, test_loader, loss_fn)
+        _, accuracy = evaluate(model, test_loader, CrossEntropyLoss())
         predicted = predictions(model, test_loader)
     for epoch in range(history.epochs):
         print(f"epoch {epoch + 1}/{epochs}: train loss {history.train_loss[epoch]:.4f}, train accuracy "

