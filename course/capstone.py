@@ -13,8 +13,9 @@ CPU and time limits), with the reference ``tinytorch.capstone.measure``: accurac
 the median latency of one forward pass over it on one BLAS thread, and the bytes of the arrays. Submissions are
 measured one after another, so that one student's measurement never slows down another's latency.
 
-A claim better than the measurement beyond a tolerance (accuracy by more than one held-out image, size by any
-byte, latency by more than ``LATENCY_FACTOR`` x plus ``LATENCY_SLACK_MS``, for a different machine's noise) is
+A claim better than the measurement beyond a tolerance (``tinytorch.capstone.check_claims``, the function the
+learners write in module 20: accuracy by more than one held-out image, size by any byte, latency by more than
+``TOLERANCES.latency_factor`` x plus ``TOLERANCES.latency_slack_ms``, for a different machine's noise) is
 flagged and the submission needs attention; so does one whose files are missing, malformed, or whose
 measurement crashed or ran out of time. The measured numbers, never the claimed ones, are checked against the
 limits and go on the leaderboard. Results are written to ``capstone/<student>.json`` and kept: a later run
@@ -43,9 +44,6 @@ RESULTS = "capstone"  # <course>/capstone/<student>.json
 FILES = ("model.json", "model.npz", "metrics.json")
 MEASURE_SECONDS = 120  # wall clock for one measurement (an honest one takes about two seconds)
 LIMITS = replace(Limits(), cpu_seconds=MEASURE_SECONDS)
-ACCURACY_SLACK = 1  # held-out images: BLAS on another machine may flip a near tie
-LATENCY_FACTOR = 1.5
-LATENCY_SLACK_MS = 0.2
 
 MEASURED, ATTENTION, KEPT = "measured", "needs attention", "kept"
 MEASURE_CODE = """
@@ -218,23 +216,9 @@ def measure_folder(
     return measured, ""
 
 
-def compare(claimed: dict[str, Any], measured: dict[str, Any]) -> list[str]:
-    """The claims better than the measurement beyond the tolerances, one message each."""
-    from tinytorch.capstone import HELD_OUT
-
-    flags = []
-    if claimed["accuracy"] > measured["accuracy"] + ACCURACY_SLACK / HELD_OUT + 1e-9:
-        flags.append(f"claims accuracy {claimed['accuracy']:.4f}, measured {measured['accuracy']:.4f}")
-    if claimed["size_bytes"] < measured["size_bytes"]:
-        flags.append(f"claims {claimed['size_bytes']:,} bytes, measured {measured['size_bytes']:,}")
-    if measured["latency_ms"] > claimed["latency_ms"] * LATENCY_FACTOR + LATENCY_SLACK_MS:
-        flags.append(f"claims {claimed['latency_ms']:.3f} ms, measured {measured['latency_ms']:.3f} ms")
-    return flags
-
-
 def grade_one(course: Course, student: str, *, sandbox: bool = True) -> CapstoneResult:
     """Read, check and measure one student's capstone files (nothing is written)."""
-    from tinytorch.capstone import check_budgets
+    from tinytorch.capstone import check_budgets, check_claims
 
     files, problems = read_files(course, student)
     claimed, schema_problems = check_documents(files)
@@ -252,7 +236,7 @@ def grade_one(course: Course, student: str, *, sandbox: bool = True) -> Capstone
         return CapstoneResult(student, ATTENTION, claimed=claimed, problems=[problem])
     assert claimed is not None
     over = check_budgets(measured)
-    flags = compare(claimed, measured)
+    flags = check_claims(claimed, measured)
     return CapstoneResult(
         student, ATTENTION if flags else MEASURED, claimed, measured, not over, over_limits=over, flags=flags
     )
@@ -310,28 +294,23 @@ def describe(result: CapstoneResult) -> str:
 def leaderboard(results: list[CapstoneResult]) -> list[tuple[int | None, CapstoneResult, bool]]:
     """``(rank, result, on the Pareto front)``, measured results only.
 
-    Models within the limits whose claims match are ranked by accuracy (higher first), then size, then latency
-    (lower first). Models over a limit, and models with flagged claims (until a person has looked), follow
-    without a rank. The Pareto front is computed over the models without flagged claims.
+    Models within the limits whose claims match are ranked by module 20's ``rank_variants`` (accuracy higher
+    first, then size, then latency lower first; ties by name). Models over a limit, and models with flagged
+    claims (until a person has looked), follow without a rank, by name. The Pareto front is computed over the
+    models without flagged claims.
     """
-    from tinytorch.capstone import pareto_front
+    from tinytorch.capstone import pareto_front, rank_variants
 
-    measured = [r for r in results if r.measured is not None]
+    measured = sorted((r for r in results if r.measured is not None), key=lambda r: r.student)
     honest = [r for r in measured if not r.flags]
     points = [(m["accuracy"], m["latency_ms"], m["size_bytes"]) for r in honest if (m := r.measured) is not None]
     front = {id(honest[i]) for i in pareto_front(points)}
-
-    def rankable(r: CapstoneResult) -> bool:
-        return r.within_limits and not r.flags
-
-    def key(r: CapstoneResult) -> tuple[bool, float, float, float, str]:
-        assert r.measured is not None
-        m = r.measured
-        return (not rankable(r), -m["accuracy"], m["size_bytes"], m["latency_ms"], r.student)
-
-    ranked: list[tuple[int | None, CapstoneResult, bool]] = []
-    for position, result in enumerate(sorted(measured, key=key), start=1):
-        ranked.append((position if rankable(result) else None, result, id(result) in front))
+    by_name = {r.student: r for r in honest if r.within_limits}
+    order = rank_variants({name: r.measured for name, r in by_name.items() if r.measured is not None})
+    ranked: list[tuple[int | None, CapstoneResult, bool]] = [
+        (position, by_name[name], id(by_name[name]) in front) for position, name in enumerate(order, start=1)
+    ]
+    ranked += [(None, r, id(r) in front) for r in measured if r.student not in order]
     return ranked
 
 

@@ -86,14 +86,15 @@ def capstone_files(demo: Course) -> None:
     """Module 20's files: ada's honest int8 MLP, bob's malformed metrics, cy's model with better claims than it has."""
     import numpy as np
 
-    from tinytorch.capstone import capstone_split, measure, quantize_int8, save_submission, train_classifier
+    from tinytorch.capstone import capstone_split, measure, save_submission, train_classifier
     from tinytorch.core.layers import Linear, ReLU, Sequential
+    from tinytorch.perf.quantization import quantize_model
 
     x_train, y_train, _, _ = capstone_split()
     generator = np.random.default_rng(0)
     model = Sequential(Linear(64, 16, generator=generator), ReLU(), Linear(16, 10, generator=generator))
     train_classifier(model, x_train, y_train)
-    quantized = quantize_int8(model)
+    quantized = quantize_model(model)
     honest = measure(quantized)
     save_submission(quantized, demo.submission_folder("ada", CAPSTONE), {**honest, "description": "int8 MLP 64-16-10"})
     inflated = {**honest, "accuracy": 0.999, "size_bytes": 100}

@@ -30,20 +30,19 @@ from tinytorch.capstone import (
     MODEL_JSON,
     MODEL_NPZ,
     TASK,
-    Int8Conv2d,
-    Int8Linear,
+    TOLERANCES,
+    Limits,
     Unflatten,
     build_model,
     capstone_split,
     check_budgets,
+    check_claims,
     describe_model,
     load_metrics,
     load_submission,
     measure,
-    model_size_bytes,
     pareto_front,
-    quantize_int8,
-    quantize_per_channel,
+    rank_variants,
     read_arrays,
     save_submission,
     train_classifier,
@@ -54,6 +53,7 @@ from tinytorch.core.autograd import no_grad
 from tinytorch.core.convolutions import Conv2d, Flatten, MaxPool2d
 from tinytorch.core.layers import Linear, ReLU, Sequential
 from tinytorch.core.tensor import Tensor
+from tinytorch.perf.quantization import QuantizedConv2d, QuantizedLinear, model_size_bytes, quantize_model
 
 SANDBOX = sandbox_problem() is None
 X = Tensor(np.random.default_rng(0).random((7, 64), dtype=np.float32))
@@ -74,75 +74,76 @@ def metrics(**changes: Any) -> dict[str, Any]:
     return {"format": FORMAT, "task": TASK, "accuracy": 0.97, "latency_ms": 0.5, "size_bytes": 1000, **changes}
 
 
-# --------------------------------------------------------------------------- quantization
+# --------------------------------------------------------------------------- module 15's layers in the format
 
 
-@settings(max_examples=40, deadline=None)
-@given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=4), seed=st.integers(0, 2**16), zero_row=st.booleans())
-def test_quantize_per_channel_properties(shape: list[int], seed: int, zero_row: bool) -> None:
-    w = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
-    if zero_row:
-        w[0] = 0.0
-    q, scale = quantize_per_channel(w)
-    assert q.dtype == np.int8 and q.shape == w.shape and scale.dtype == np.float32 and scale.shape == (shape[0],)
-    shaped = scale.reshape(-1, *([1] * (len(shape) - 1)))
-    assert np.all(np.abs(q.astype(np.float32) * shaped - w) <= shaped / 2 + 1e-6)
-    assert np.abs(q).max() <= 127
-    for c in range(shape[0]):
-        assert (scale[c] == 1.0 and not q[c].any()) if not w[c].any() else np.abs(q[c]).max() == 127
+def test_the_capstone_calls_modules_14_15_and_19() -> None:
+    import tinytorch.bench as bench
+
+    assert capstone_module.accuracy is bench.accuracy and capstone_module.pinned_threads is bench.pinned_threads
+    assert capstone_module.measure_inference is bench.measure_inference
+    assert capstone_module.model_size_bytes is model_size_bytes
+    for gone in ("Int8Linear", "Int8Conv2d", "quantize_per_channel", "quantize_int8", "from_quantized",
+                 "median_latency_ms", "one_blas_thread"):  # fmt: skip
+        assert not hasattr(capstone_module, gone), gone
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("make", [mlp, cnn])
+def test_module_15_layers_round_trip_as_they_are(tmp_path: Path, make: Any, per_channel: bool) -> None:
+    model = quantized(make(), per_channel)
+    layers, arrays = describe_model(model)
+    kinds = [layer for layer in model if isinstance(layer, QuantizedLinear | QuantizedConv2d)]
+    assert kinds and all(layer["per_channel"] is per_channel for layer in layers if "per_channel" in layer)
+    assert all(a.dtype == np.int8 for name, a in arrays.items() if name.endswith(".qweight"))
+    assert sum(a.nbytes for a in arrays.values()) == model_size_bytes(model)  # the file holds what is measured
+    back = load_submission(save_submission(model, tmp_path / "q", metrics()))
+    assert [type(layer) for layer in back] == [type(layer) for layer in model]
+    assert model_size_bytes(back) == model_size_bytes(model)
+    for ours, theirs in zip(back, model, strict=True):
+        if isinstance(ours, QuantizedLinear | QuantizedConv2d):
+            assert isinstance(theirs, QuantizedLinear | QuantizedConv2d)
+            assert ours.qweight.dtype == np.int8 and np.array_equal(ours.qweight, theirs.qweight)
+            assert ours.scale.shape == theirs.scale.shape and ours.zero_point is None
+    with no_grad():
+        assert np.array_equal(back(X).data, model(X).data)
+        assert np.allclose(model(X).data, make()(X).data, atol=0.05)
+    assert model_size_bytes(model) < model_size_bytes(make()) / 2.5
+
+
+def test_only_8_bit_symmetric_layers_enter_the_format() -> None:
+    affine = Sequential(QuantizedLinear.from_float(Linear(64, 10), symmetric=False))
+    for model in (quantize_model(mlp(), bits=4), affine):
+        with pytest.raises(ValueError, match="8-bit symmetric"):
+            describe_model(model)
 
 
 @pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
-def test_quantize_per_channel_matches_pytorch() -> None:
+def test_stored_codes_match_pytorch() -> None:
     torch = pytest.importorskip("torch")
-    w = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
-    q, scale = quantize_per_channel(w)
+    layer = Linear(5, 6, generator=np.random.default_rng(2))
+    _, arrays = describe_model(quantized(Sequential(layer)))
+    q, scale = arrays["0.qweight"], arrays["0.scale"]
     theirs = torch.quantize_per_channel(
-        torch.tensor(w), torch.tensor(scale.astype(np.float64)), torch.zeros(6, dtype=torch.long), 0, torch.qint8
+        torch.tensor(layer.weight.data), torch.tensor(scale.astype(np.float64)), torch.zeros(6, dtype=torch.long), 0,
+        torch.qint8,
     )
     assert np.array_equal(theirs.int_repr().numpy(), q)
-    layer = Linear(5, 6, generator=np.random.default_rng(2))
-    ours = Int8Linear.from_float(layer)
-    with torch.no_grad():
-        reference = torch.nn.Linear(5, 6)
-        reference.weight.copy_(torch.tensor(ours.weight_int8.astype(np.float32) * ours.scale[:, None]))
-        assert ours.bias is not None
-        reference.bias.copy_(torch.tensor(ours.bias))
-        x = np.random.default_rng(3).normal(size=(4, 5)).astype(np.float32)
-        assert np.allclose(ours(Tensor(x)).data, reference(torch.tensor(x)).numpy(), atol=1e-6)
-
-
-def test_int8_layers_store_int8_and_stay_close_to_float() -> None:
-    for model in (mlp(), cnn()):
-        quantized = quantize_int8(model)
-        int8 = [layer for layer in quantized if isinstance(layer, Int8Linear | Int8Conv2d)]
-        assert int8 and all(layer.weight_int8.dtype == np.int8 for layer in int8)
-        with no_grad():
-            assert np.allclose(quantized(X).data, model(X).data, atol=0.05)
-        assert model_size_bytes(quantized) < model_size_bytes(model) / 2.5
-
-
-def test_module_15_quantized_layers_enter_the_format(tmp_path: Path) -> None:
-    from tinytorch.perf.quantization import quantize_model
-
-    for model in (mlp(), cnn()):
-        for per_channel in (True, False):
-            theirs = quantize_model(model, bits=8, per_channel=per_channel)
-            assert isinstance(theirs, Sequential)
-            ours = capstone_module.from_quantized(theirs)
-            with no_grad():
-                assert np.allclose(ours(X).data, theirs(X).data, atol=1e-5)
-            back = load_submission(save_submission(ours, tmp_path / f"q{per_channel}", metrics()))
-            with no_grad():
-                assert np.array_equal(back(X).data, ours(X).data)
-    with pytest.raises(TypeError, match="8-bit"):
-        capstone_module.from_quantized(quantize_model(mlp(), bits=4))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- the format
 
 
-@pytest.mark.parametrize("make", [mlp, cnn, lambda: quantize_int8(mlp()), lambda: quantize_int8(cnn())])
+def quantized(model: Sequential, per_channel: bool = True) -> Sequential:
+    result = quantize_model(model, per_channel=per_channel)
+    assert isinstance(result, Sequential)
+    return result
+
+
+@pytest.mark.parametrize(
+    "make",
+    [mlp, cnn, lambda: quantized(mlp()), lambda: quantized(cnn()), lambda: quantized(cnn(), per_channel=False)],
+)
 def test_round_trip_gives_identical_scores(tmp_path: Path, make: Any) -> None:
     model = make()
     folder = save_submission(model, tmp_path / "s", metrics())
@@ -179,7 +180,7 @@ def test_metrics_schema() -> None:
 
 
 def saved() -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    return describe_model(quantize_int8(cnn()))
+    return describe_model(quantized(cnn()))
 
 
 @pytest.mark.parametrize(
@@ -192,10 +193,12 @@ def saved() -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
         (lambda layers, arrays: layers[1].update(in_channels=10**6), "model.json"),
         (lambda layers, arrays: arrays.update({"9.weight": np.zeros(3, np.float32)}), "unexpected arrays"),
         (lambda layers, arrays: arrays.pop("5.bias"), "missing arrays"),
-        (lambda layers, arrays: arrays.update({"1.weight_int8": arrays["1.weight_int8"].astype(np.float32)}), "int8"),
+        (lambda layers, arrays: arrays.update({"1.qweight": arrays["1.qweight"].astype(np.float32)}), "int8"),
         (lambda layers, arrays: arrays.update({"5.bias": np.full(10, np.nan, np.float32)}), "NaN"),
         (lambda layers, arrays: arrays.update({"1.scale": -arrays["1.scale"]}), "positive"),
-        (lambda layers, arrays: layers.__setitem__(5, {**layers[5], "type": "Linear", "out_features": 7}), "arrays"),
+        (lambda layers, arrays: layers.__setitem__(5, {"type": "Linear", "in_features": 48, "out_features": 7,
+                                                        "bias": True}), "arrays"),
+        (lambda layers, arrays: layers[5].update(per_channel=False), "scale must be float32 \\(\\)"),
         (lambda layers, arrays: layers.__setitem__(0, {"type": "ReLU"}), "fit together"),
     ],
 )
@@ -246,8 +249,7 @@ def test_measure_and_budgets() -> None:
     assert x_train.shape == (1797 - HELD_OUT, 64) and x_test.shape == (HELD_OUT, 64) and float(x_test.data.max()) <= 1
     model = mlp(16)
     train_classifier(model, x_train, y_train, epochs=15)
-    quantized = quantize_int8(model)
-    found = measure(quantized, repeats=3)
+    found = measure(quantized(model), repeats=3)
     assert validate_metrics(found) == []
     assert found["size_bytes"] == 64 * 16 + 16 * 10 + 2 * 4 * (16 + 10)
     assert found["accuracy"] >= LIMITS.min_accuracy and check_budgets(found) == []
@@ -264,6 +266,37 @@ def test_pareto_front_is_the_undominated_set(points: list[tuple[int, int, int]])
         assert (i in front) == (not dominated)
 
 
+finite = st.floats(0, 1, allow_nan=False)
+metric_values = st.fixed_dictionaries(
+    {"accuracy": finite, "latency_ms": st.floats(0.01, 10), "size_bytes": st.integers(1, 10_000)}
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(measured=metric_values, worse=metric_values)
+def test_claims_better_than_the_measurement_are_flagged(measured: dict[str, Any], worse: dict[str, Any]) -> None:
+    assert check_claims(measured, measured) == []
+    humble = {"accuracy": min(measured["accuracy"], worse["accuracy"]),
+              "latency_ms": max(measured["latency_ms"], worse["latency_ms"]),
+              "size_bytes": max(measured["size_bytes"], worse["size_bytes"])}  # fmt: skip
+    assert check_claims(humble, measured) == []
+    boast = {"accuracy": measured["accuracy"] + (TOLERANCES.accuracy_images + 1) / HELD_OUT,
+             "latency_ms": (measured["latency_ms"] - TOLERANCES.latency_slack_ms) / TOLERANCES.latency_factor - 1,
+             "size_bytes": measured["size_bytes"] - 1}  # fmt: skip
+    assert [flag.split()[1] for flag in check_claims(boast, measured)] == ["accuracy", f"{boast['size_bytes']:,}",
+                                                                           f"{boast['latency_ms']:.3f}"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text("abc", min_size=1, max_size=3), metric_values, max_size=8))
+def test_rank_variants_orders_those_within_the_limits(results: dict[str, dict[str, Any]]) -> None:
+    limits = Limits(min_accuracy=0.3, max_latency_ms=5.0, max_size_bytes=5000)
+    ranked = rank_variants(results, limits)
+    assert sorted(ranked) == sorted(name for name, m in results.items() if not check_budgets(m, limits))
+    keys = [(-results[n]["accuracy"], results[n]["size_bytes"], results[n]["latency_ms"]) for n in ranked]
+    assert keys == sorted(keys)
+
+
 # --------------------------------------------------------------------------- the grader
 
 
@@ -272,7 +305,7 @@ def trained() -> Sequential:
     x_train, y_train, _, _ = capstone_split()
     model = mlp(16)
     train_classifier(model, x_train, y_train)
-    return quantize_int8(model)
+    return quantized(model)
 
 
 def tiny_class(root: Path, model: Sequential) -> Course:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,22 +14,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .bench import accuracy, holdout_split, measure_inference, pinned_threads
 from .core.autograd import no_grad
-from .core.convolutions import Conv2d, Flatten, MaxPool2d, conv2d
-from .core.dataloader import load_digits
+from .core.convolutions import Conv2d, Flatten, MaxPool2d
+from .core.dataloader import DataLoader, TensorDataset, load_digits
 from .core.layers import Linear, Module, ReLU, Sequential
 from .core.losses import CrossEntropyLoss
 from .core.optimizers import Adam
 from .core.tensor import Tensor
+from .core.training import train_step
+from .perf.quantization import QuantizedConv2d, QuantizedLinear, model_size_bytes, quantize_model
 
 # %% auto #0
 __all__ = ['FORMAT', 'TASK', 'SPLIT_SEED', 'HELD_OUT', 'IN_FEATURES', 'CLASSES', 'LIMITS', 'MODEL_JSON', 'MODEL_NPZ',
            'METRICS_JSON', 'MAX_ARRAY_BYTES', 'MAX_FILE_BYTES', 'MAX_LAYERS', 'ARCHITECTURE_SCHEMA', 'METRICS_SCHEMA',
-           'Limits', 'capstone_split', 'train_classifier', 'quantize_per_channel', 'Int8Linear', 'Int8Conv2d',
-           'Unflatten', 'from_quantized', 'quantize_int8', 'describe_model', 'validate_metrics',
-           'validate_architecture', 'build_model', 'read_arrays', 'save_submission', 'load_submission', 'load_metrics',
-           'accuracy', 'median_latency_ms', 'model_size_bytes', 'one_blas_thread', 'measure', 'check_budgets',
-           'pareto_front']
+           'TOLERANCES', 'Limits', 'capstone_split', 'train_classifier', 'Unflatten', 'describe_model',
+           'validate_metrics', 'validate_architecture', 'build_model', 'read_arrays', 'save_submission',
+           'load_submission', 'load_metrics', 'measure', 'check_budgets', 'Tolerances', 'check_claims', 'pareto_front',
+           'rank_variants']
 
 # %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-05
 FORMAT = "tinytorch-capstone-1"  # the version of the file format, written into every file
@@ -57,174 +57,39 @@ def capstone_split(path: str | Path | None = None) -> tuple[Tensor, Tensor, Tens
     """``(x_train, y_train, x_test, y_test)``: the fixed split of the digits every submission is measured on.
 
     Images are float32 Tensors ``(N, 64)`` with values in 0..1 (pixels / 16), labels int64 Tensors ``(N,)``;
-    the last ``HELD_OUT`` images of a permutation drawn with ``SPLIT_SEED`` are the test split.
+    the split is module 19's ``holdout_split`` with ``SPLIT_SEED``: the last ``HELD_OUT`` images of a
+    permutation drawn with that seed are the test split, both parts in the order of the original data.
     ``path``: a digits ``.npz`` other than the course's (module 05's ``load_digits``).
     """
     images, labels = load_digits(path)
-    order = np.random.default_rng(SPLIT_SEED).permutation(images.shape[0])
+    n = images.shape[0]
+    train, test = holdout_split(n, HELD_OUT / n, SPLIT_SEED)
+    assert len(test) == HELD_OUT
     x = (images.data / np.float32(16.0)).astype(np.float32)
     y = labels.data.astype(np.int64)
-    train, test = order[:-HELD_OUT], order[-HELD_OUT:]
     return Tensor(x[train]), Tensor(y[train]), Tensor(x[test]), Tensor(y[test])
 
 
 def train_classifier(
     model: Module, x: Tensor, y: Tensor, *, epochs: int = 20, lr: float = 0.01, batch_size: int = 64, seed: int = 0
 ) -> list[float]:
-    """Train ``model`` with Adam and cross entropy on ``(x, y)`` (seeded shuffling); returns each epoch's mean loss."""
+    """Train ``model`` with Adam and cross entropy on ``(x, y)``, one module 08 ``train_step`` per batch of a
+    DataLoader shuffled by ``np.random.default_rng(seed)``; returns each epoch's mean loss."""
     optimizer = Adam(model.parameters(), lr=lr)
     loss_fn = CrossEntropyLoss()
-    shuffle = np.random.default_rng(seed)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True, generator=np.random.default_rng(seed))
     model.train()
     losses = []
     for _ in range(epochs):
-        order = shuffle.permutation(x.shape[0])
         total = 0.0
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            loss = loss_fn(model(Tensor(x.data[batch])), Tensor(y.data[batch]))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.data) * len(batch)
-        losses.append(total / len(order))
+        for inputs, targets in loader:
+            loss, _ = train_step(model, loss_fn, optimizer, inputs, targets)
+            total += loss * targets.shape[0]
+        losses.append(total / x.shape[0])
     model.eval()
     return losses
 
-# %% ../source/20_capstone/20_capstone.ipynb #quantize-per-channel
-def quantize_per_channel(weight: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
-    """Symmetric per-output-channel int8 quantization of a weight array.
-
-    Args:
-        weight: a float ndarray of at least 2 dimensions; dimension 0 is the output channel
-            (``(out, in)`` for Linear, ``(out, in, kH, kW)`` for Conv2d).
-
-    Returns:
-        ``(q, scale)``: ``q`` an int8 array of ``weight``'s shape with values in -127..127, ``scale`` a float32
-        array of shape ``(out,)``, ``scale[c] = max |weight[c]| / 127`` (1.0 where a channel is all zeros) and
-        ``q[c] = clip(np.rint(weight[c] / scale[c]), -127, 127)``.
-
-    Raises:
-        ValueError: ``weight`` has fewer than 2 dimensions, or holds a NaN or an infinity (the message says
-            "finite").
-    """
-    w = np.asarray(weight, dtype=np.float64)
-    if w.ndim < 2:
-        raise ValueError(f"quantize_per_channel: expected at least 2 dimensions, got shape {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("quantize_per_channel: the weights must be finite")
-    peak = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
-    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-    shaped = scale.astype(np.float64).reshape(-1, *([1] * (w.ndim - 1)))
-    q = np.clip(np.rint(w / shaped), -127, 127).astype(np.int8)
-    return q, scale
-
-# %% ../source/20_capstone/20_capstone.ipynb #int8-linear
-class Int8Linear(Module):
-    """A Linear layer with int8 weights and float32 compute (weight-only quantization).
-
-    Args:
-        weight_int8: an int8 ndarray ``(out_features, in_features)``.
-        scale: a float ndarray ``(out_features,)`` (stored as float32), one per output channel.
-        bias: a float ndarray ``(out_features,)`` (stored as float32), or None.
-
-    Attributes:
-        weight_int8, scale, bias (ndarrays or None), in_features, out_features.
-
-    ``forward(x)``: ``x`` a Tensor ``(..., in_features)``; returns ``x @ W.T + bias`` as a float32 Tensor
-    ``(..., out_features)``, with ``W = weight_int8 * scale[:, None]`` in float32.
-    ``from_float(linear)``: the quantized copy of a ``Linear`` (``quantize_per_channel`` of its weight, its bias
-    copied). Repr: ``Int8Linear(in_features=64, out_features=32, bias=True)``.
-
-    Raises:
-        TypeError: ``weight_int8`` is not an int8 ndarray (the message says "int8").
-        ValueError: ``weight_int8`` is not 2-d, or ``scale`` or ``bias`` is not of shape ``(out_features,)``.
-    """
-
-    def __init__(
-        self, weight_int8: npt.NDArray[np.int8], scale: npt.NDArray[Any], bias: npt.NDArray[Any] | None = None
-    ) -> None:
-        super().__init__()
-        if not isinstance(weight_int8, np.ndarray) or weight_int8.dtype != np.int8:
-            raise TypeError(f"Int8Linear: weight_int8 must be an int8 ndarray, got {type(weight_int8).__name__}")
-        if weight_int8.ndim != 2:
-            raise ValueError(f"Int8Linear: weight_int8 must be 2-d, got shape {weight_int8.shape}")
-        self.out_features, self.in_features = weight_int8.shape
-        self.weight_int8 = weight_int8
-        self.scale = np.asarray(scale, dtype=np.float32)
-        if self.scale.shape != (self.out_features,):
-            raise ValueError(f"Int8Linear: scale must have shape ({self.out_features},), got {self.scale.shape}")
-        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
-        if self.bias is not None and self.bias.shape != (self.out_features,):
-            raise ValueError(f"Int8Linear: bias must have shape ({self.out_features},), got {self.bias.shape}")
-
-    @classmethod
-    def from_float(cls, linear: Linear) -> Int8Linear:
-        q, scale = quantize_per_channel(linear.weight.data)
-        bias = None if linear.bias is None else linear.bias.data.copy()
-        return cls(q, scale, bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight_int8.astype(np.float32) * self.scale[:, None]
-        out = x @ Tensor(weight.T)
-        if self.bias is not None:
-            out = out + Tensor(self.bias)
-        return out
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-# %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-17
-def _pair(value: Any) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int | np.integer) else (int(value[0]), int(value[1]))
-
-
-class Int8Conv2d(Module):
-    """A Conv2d with int8 filters and float32 compute: ``conv2d(x, weight_int8 * scale, bias, stride, padding)``.
-
-    ``weight_int8``: int8 ``(out_channels, in_channels, kH, kW)``; ``scale``, ``bias``: ``(out_channels,)``
-    (float32; bias may be None). ``from_float(conv)`` quantizes a ``Conv2d``. Inference only, no Parameters.
-    """
-
-    def __init__(
-        self,
-        weight_int8: npt.NDArray[np.int8],
-        scale: npt.NDArray[Any],
-        bias: npt.NDArray[Any] | None = None,
-        stride: int | tuple[int, int] = 1,
-        padding: int | tuple[int, int] = 0,
-    ) -> None:
-        super().__init__()
-        if not isinstance(weight_int8, np.ndarray) or weight_int8.dtype != np.int8:
-            raise TypeError(f"Int8Conv2d: weight_int8 must be an int8 ndarray, got {type(weight_int8).__name__}")
-        if weight_int8.ndim != 4:
-            raise ValueError(f"Int8Conv2d: weight_int8 must be 4-d, got shape {weight_int8.shape}")
-        self.out_channels, self.in_channels = weight_int8.shape[:2]
-        self.kernel_size = (int(weight_int8.shape[2]), int(weight_int8.shape[3]))
-        self.stride, self.padding = _pair(stride), _pair(padding)
-        self.weight_int8 = weight_int8
-        self.scale = np.asarray(scale, dtype=np.float32)
-        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
-        for name, array in (("scale", self.scale), ("bias", self.bias)):
-            if array is not None and array.shape != (self.out_channels,):
-                raise ValueError(f"Int8Conv2d: {name} must have shape ({self.out_channels},), got {array.shape}")
-
-    @classmethod
-    def from_float(cls, conv: Conv2d) -> Int8Conv2d:
-        q, scale = quantize_per_channel(conv.weight.data)
-        bias = None if conv.bias is None else conv.bias.data.copy()
-        return cls(q, scale, bias, conv.stride, conv.padding)
-
-    def forward(self, x: Tensor) -> Tensor:
-        weight = self.weight_int8.astype(np.float32) * self.scale[:, None, None, None]
-        bias = None if self.bias is None else Tensor(self.bias)
-        return conv2d(x, Tensor(weight), bias, self.stride, self.padding)
-
-    def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, bias={self.bias is not None}")
-
-
+# %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-10
 class Unflatten(Module):
     """Split dimension ``dim`` into ``unflattened_size`` (like ``torch.nn.Unflatten``): (N, 64) -> (N, 1, 8, 8)."""
 
@@ -239,61 +104,25 @@ class Unflatten(Module):
     def extra_repr(self) -> str:
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
-
-def from_quantized(model: Sequential) -> Sequential:
-    """A new Sequential in which module 15's ``QuantizedLinear`` and ``QuantizedConv2d`` layers (8-bit, symmetric,
-    per channel or per tensor) become ``Int8Linear`` and ``Int8Conv2d`` with the same int8 codes, scales and bias,
-    so that the file format can store them; other layers are shared. ``TypeError`` for 4-bit or affine layers,
-    which the format does not store.
-    """
-    from tinytorch.perf.quantization import QuantizedConv2d, QuantizedLinear
-
-    layers: list[Module] = []
-    for index, layer in enumerate(model):
-        if isinstance(layer, QuantizedLinear | QuantizedConv2d):
-            if layer.bits != 8 or layer.zero_point is not None:
-                raise TypeError(f"from_quantized: layer {index} is {layer.bits}-bit or affine; the format stores "
-                                "8-bit symmetric weights only")
-            bias = None if layer.bias is None else layer.bias.data
-            if isinstance(layer, QuantizedLinear):
-                scale = np.broadcast_to(layer.scale, (layer.out_features,)).astype(np.float32)
-                layers.append(Int8Linear(layer.qweight.reshape(layer.out_features, layer.in_features), scale, bias))
-            else:
-                scale = np.broadcast_to(layer.scale, (layer.out_channels,)).astype(np.float32)
-                layers.append(Int8Conv2d(layer.qweight.reshape(layer.weight_shape), scale, bias, layer.stride,
-                                         layer.padding))
-        else:
-            layers.append(layer)
-    return Sequential(*layers)
-
-
-def quantize_int8(model: Sequential) -> Sequential:
-    """A new Sequential: each Linear and Conv2d of ``model`` replaced by its int8 version, other layers shared."""
-    layers: list[Module] = []
-    for layer in model:
-        if type(layer) is Linear:
-            layers.append(Int8Linear.from_float(layer))
-        elif type(layer) is Conv2d:
-            layers.append(Int8Conv2d.from_float(layer))
-        else:
-            layers.append(layer)
-    return Sequential(*layers)
-
 # %% ../source/20_capstone/20_capstone.ipynb #describe-model
 def describe_model(model: Module) -> tuple[list[dict[str, Any]], dict[str, npt.NDArray[Any]]]:
     """A Sequential as data: ``(layers, arrays)``, in the vocabulary of the table above.
 
     Args:
-        model: a ``Sequential`` of ``Linear``, ``Int8Linear``, ``Conv2d``, ``Int8Conv2d``, ``ReLU``, ``Flatten``,
-            ``Unflatten`` and ``MaxPool2d`` layers (exactly these classes).
+        model: a ``Sequential`` of ``Linear``, ``QuantizedLinear``, ``Conv2d``, ``QuantizedConv2d``, ``ReLU``,
+            ``Flatten``, ``Unflatten`` and ``MaxPool2d`` layers (exactly these classes; the quantized ones from
+            module 15, 8-bit and symmetric).
 
     Returns:
         ``layers``: one JSON-ready dict per layer (``"type"`` and the layer's arguments, ints and lists of ints
-        and bools only); ``arrays``: ``{"{i}.{name}": copy}``, float32 or int8 ndarrays.
+        and bools only); ``arrays``: ``{"{i}.{name}": copy}``, float32 or int8 ndarrays (a quantized layer's
+        ``scale`` keeps its shape, ``(out,)`` or ``()``).
 
     Raises:
         TypeError: ``model`` is not a Sequential, or a layer is not of an accepted class (the message names the
             layer's index and its class name).
+        ValueError: a quantized layer is not 8-bit symmetric (the message names the layer's index and says
+            "8-bit symmetric").
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"describe_model: expected a Sequential, got {type(model).__name__}")
@@ -301,15 +130,13 @@ def describe_model(model: Module) -> tuple[list[dict[str, Any]], dict[str, npt.N
     arrays: dict[str, npt.NDArray[Any]] = {}
     for i, layer in enumerate(model):
         kind = type(layer)
-        if kind is Linear or kind is Int8Linear:
-            assert isinstance(layer, Linear | Int8Linear)
-            quantized = isinstance(layer, Int8Linear)
-            layers.append({"type": "QuantizedLinear" if quantized else "Linear", "in_features": int(layer.in_features),
+        if kind is Linear or kind is QuantizedLinear:
+            assert isinstance(layer, Linear | QuantizedLinear)
+            layers.append({"type": kind.__name__, "in_features": int(layer.in_features),
                            "out_features": int(layer.out_features), "bias": layer.bias is not None})
-        elif kind is Conv2d or kind is Int8Conv2d:
-            assert isinstance(layer, Conv2d | Int8Conv2d)
-            quantized = isinstance(layer, Int8Conv2d)
-            layers.append({"type": "QuantizedConv2d" if quantized else "Conv2d",
+        elif kind is Conv2d or kind is QuantizedConv2d:
+            assert isinstance(layer, Conv2d | QuantizedConv2d)
+            layers.append({"type": kind.__name__,
                            "in_channels": int(layer.in_channels), "out_channels": int(layer.out_channels),
                            "kernel_size": [int(k) for k in layer.kernel_size],
                            "stride": [int(s) for s in layer.stride], "padding": [int(p) for p in layer.padding],
@@ -328,18 +155,23 @@ def describe_model(model: Module) -> tuple[list[dict[str, Any]], dict[str, npt.N
                            "stride": [int(s) for s in layer.stride], "padding": [int(p) for p in layer.padding]})
         else:
             raise TypeError(f"describe_model: layer {i} ({kind.__name__}) is not in the capstone's vocabulary")
-        if isinstance(layer, Int8Linear | Int8Conv2d):
-            arrays[f"{i}.weight_int8"] = np.array(layer.weight_int8, dtype=np.int8)
+        if isinstance(layer, QuantizedLinear | QuantizedConv2d):
+            if layer.bits != 8 or layer.zero_point is not None:
+                raise ValueError(f"describe_model: layer {i} is {layer.bits}-bit "
+                                 f"{'symmetric' if layer.zero_point is None else 'affine'}; the format stores "
+                                 "8-bit symmetric weights only")
+            layers[-1]["per_channel"] = np.ndim(layer.scale) == 1
+            arrays[f"{i}.qweight"] = np.array(layer.qweight, dtype=np.int8)
             arrays[f"{i}.scale"] = np.array(layer.scale, dtype=np.float32)
             if layer.bias is not None:
-                arrays[f"{i}.bias"] = np.array(layer.bias, dtype=np.float32)
+                arrays[f"{i}.bias"] = np.array(layer.bias.data, dtype=np.float32)
         elif isinstance(layer, Linear | Conv2d):
             arrays[f"{i}.weight"] = np.array(layer.weight.data, dtype=np.float32)
             if layer.bias is not None:
                 arrays[f"{i}.bias"] = np.array(layer.bias.data, dtype=np.float32)
     return layers, arrays
 
-# %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-22
+# %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-18
 MODEL_JSON, MODEL_NPZ, METRICS_JSON = "model.json", "model.npz", "metrics.json"
 MAX_ARRAY_BYTES = 16 * 2**20  # what the arrays of model.npz may unpack to
 MAX_FILE_BYTES = {MODEL_JSON: 256 * 2**10, MODEL_NPZ: MAX_ARRAY_BYTES + 2**20, METRICS_JSON: 16 * 2**10}
@@ -358,8 +190,8 @@ _LAYER_KEYS: dict[str, dict[str, Any]] = {
                   "unflattened_size": {"type": "array", "items": _SIZE, "minItems": 1, "maxItems": 3}},
     "MaxPool2d": {"kernel_size": _PAIR, "stride": _PAIR, "padding": _PAIR},
 }
-_LAYER_KEYS["QuantizedLinear"] = _LAYER_KEYS["Linear"]
-_LAYER_KEYS["QuantizedConv2d"] = _LAYER_KEYS["Conv2d"]
+_LAYER_KEYS["QuantizedLinear"] = {**_LAYER_KEYS["Linear"], "per_channel": {"type": "boolean"}}
+_LAYER_KEYS["QuantizedConv2d"] = {**_LAYER_KEYS["Conv2d"], "per_channel": {"type": "boolean"}}
 ARCHITECTURE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "tinytorch capstone model.json",
@@ -447,13 +279,25 @@ def _expected_arrays(index: int, layer: Mapping[str, Any]) -> dict[str, tuple[tu
         return {}
     expected: dict[str, tuple[tuple[int, ...], type]] = {}
     if kind.startswith("Quantized"):
-        expected[f"{index}.weight_int8"] = (shape, np.int8)
-        expected[f"{index}.scale"] = ((out,), np.float32)
+        expected[f"{index}.qweight"] = (shape, np.int8)
+        expected[f"{index}.scale"] = ((out,) if layer["per_channel"] else (), np.float32)
     else:
         expected[f"{index}.weight"] = (shape, np.float32)
     if layer["bias"]:
         expected[f"{index}.bias"] = ((out,), np.float32)
     return expected
+
+
+def _quantized(
+    layer: QuantizedLinear | QuantizedConv2d,
+    qweight: npt.NDArray[Any],
+    scale: npt.NDArray[Any],
+    bias: npt.NDArray[Any] | None,
+) -> Module:
+    """Module 15's 8-bit symmetric layer holding the stored codes, scales and bias (checked by ``build_model``)."""
+    layer.qweight, layer.scale, layer.zero_point = qweight, scale, None
+    layer.bias = None if bias is None else Tensor(bias)
+    return layer
 
 
 def _layer(layer: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]], index: int) -> Module:
@@ -469,7 +313,9 @@ def _layer(layer: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]], ind
             linear.bias.data[...] = bias
         return linear
     if kind == "QuantizedLinear":
-        return Int8Linear(get("weight_int8"), get("scale"), bias)
+        qlinear = QuantizedLinear(layer["in_features"], layer["out_features"], bias=layer["bias"],
+                                  per_channel=layer["per_channel"])
+        return _quantized(qlinear, get("qweight"), get("scale"), bias)
     if kind == "Conv2d":
         conv = Conv2d(layer["in_channels"], layer["out_channels"], tuple(layer["kernel_size"]),
                       tuple(layer["stride"]), tuple(layer["padding"]), bias=layer["bias"])
@@ -478,7 +324,10 @@ def _layer(layer: Mapping[str, Any], arrays: Mapping[str, npt.NDArray[Any]], ind
             conv.bias.data[...] = bias
         return conv
     if kind == "QuantizedConv2d":
-        return Int8Conv2d(get("weight_int8"), get("scale"), bias, tuple(layer["stride"]), tuple(layer["padding"]))
+        qconv = QuantizedConv2d(layer["in_channels"], layer["out_channels"], tuple(layer["kernel_size"]),
+                                tuple(layer["stride"]), tuple(layer["padding"]), bias=layer["bias"],
+                                per_channel=layer["per_channel"])
+        return _quantized(qconv, get("qweight"), get("scale"), bias)
     if kind == "ReLU":
         return ReLU()
     if kind == "Flatten":
@@ -599,73 +448,22 @@ def load_metrics(folder: str | Path) -> dict[str, Any]:
     assert isinstance(metrics, dict)
     return metrics
 
-# %% ../source/20_capstone/20_capstone.ipynb #accuracy
-def accuracy(model: Module, images: Tensor, labels: Tensor) -> float:
-    """The fraction of ``images`` (N, ...) whose highest score is at ``labels`` (N,), in eval mode, a float.
-
-    Raises:
-        ValueError: ``images`` and ``labels`` have different numbers of rows.
-    """
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"accuracy: {images.shape[0]} images but {labels.shape[0]} labels")
-    model.eval()
-    with no_grad():
-        scores = model(images)
-    return float((scores.data.argmax(axis=1) == labels.data).mean())
-
-# %% ../source/20_capstone/20_capstone.ipynb #median-latency
-def median_latency_ms(fn: Callable[[], Any], warmup: int = 3, repeats: int = 20) -> float:
-    """The median time of ``fn()`` in milliseconds over ``repeats`` timed calls after ``warmup`` untimed ones.
-
-    ``fn`` is called exactly ``warmup + repeats`` times; each timed call is measured with ``time.perf_counter()``.
-
-    Raises:
-        ValueError: ``repeats`` is below 1.
-    """
-    if repeats < 1:
-        raise ValueError(f"median_latency_ms: repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
-
-# %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-31
-def model_size_bytes(model: Module) -> int:
-    """The bytes of the arrays ``describe_model(model)`` stores (what ``model.npz`` holds, without its headers)."""
-    return int(sum(array.nbytes for array in describe_model(model)[1].values()))
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Inside ``with one_blas_thread():``, NumPy's BLAS uses one thread (threadpoolctl's ``threadpool_limits(1)``)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        yield
-
 # %% ../source/20_capstone/20_capstone.ipynb #measure
 def measure(model: Module, repeats: int = 20) -> dict[str, Any]:
     """The metrics of ``model`` on the capstone's held-out split, measured: a dict valid against ``METRICS_SCHEMA``.
 
-    Keys: ``format`` (FORMAT), ``task`` (TASK), ``accuracy`` (float, held-out), ``latency_ms`` (float, the
-    median over ``repeats`` forward passes of all 360 held-out images, in ``one_blas_thread()``), ``size_bytes``
-    (int, ``model_size_bytes``).
+    Keys: ``format`` (FORMAT), ``task`` (TASK), ``accuracy`` (float: module 19's ``accuracy`` over a DataLoader of
+    the 360 held-out images), ``latency_ms`` (float: the median of module 19's ``measure_inference`` over all 360
+    held-out images, warm-up 3 and ``repeats`` repeats, inside ``pinned_threads(1)``, in milliseconds),
+    ``size_bytes`` (int: module 15's ``model_size_bytes``).
     """
     _, _, images, labels = capstone_split()
-    acc = accuracy(model, images, labels)
-
-    def forward() -> None:
-        with no_grad():
-            model(images)
-
-    with one_blas_thread():
-        latency = median_latency_ms(forward, warmup=3, repeats=repeats)
+    acc = accuracy(model, DataLoader(TensorDataset(images, labels), batch_size=HELD_OUT))
+    with pinned_threads(1):
+        (result,) = measure_inference(model, images, (HELD_OUT,), warmup=3, repeats=repeats)
     size = model_size_bytes(model)
-    return {"format": FORMAT, "task": TASK, "accuracy": acc, "latency_ms": latency, "size_bytes": size}
+    return {"format": FORMAT, "task": TASK, "accuracy": float(acc), "latency_ms": result.latency.median * 1e3,
+            "size_bytes": int(size)}
 
 # %% ../source/20_capstone/20_capstone.ipynb #check-budgets
 def check_budgets(metrics: Mapping[str, Any], limits: Limits = LIMITS) -> list[str]:
@@ -678,6 +476,42 @@ def check_budgets(metrics: Mapping[str, Any], limits: Limits = LIMITS) -> list[s
     if metrics["size_bytes"] > limits.max_size_bytes:
         problems.append(f"size {metrics['size_bytes']:,} bytes is over the budget {limits.max_size_bytes:,} bytes")
     return problems
+
+# %% ../source/20_capstone/20_capstone.ipynb #20_capstone-code-28
+@dataclass(frozen=True)
+class Tolerances:
+    """How much better than its measurement a claim may be before ``check_claims`` flags it."""
+
+    accuracy_images: int = 1  # held-out images: BLAS on another machine may flip a near tie
+    latency_factor: float = 1.5
+    latency_slack_ms: float = 0.2
+
+
+TOLERANCES = Tolerances()
+
+# %% ../source/20_capstone/20_capstone.ipynb #check-claims
+def check_claims(
+    claimed: Mapping[str, Any], measured: Mapping[str, Any], tolerances: Tolerances = TOLERANCES
+) -> list[str]:
+    """The claims better than the measurement beyond ``tolerances``, one message each (accuracy, size, latency).
+
+    Args:
+        claimed, measured: metrics with ``"accuracy"``, ``"latency_ms"`` and ``"size_bytes"``.
+        tolerances: accuracy may be claimed up to ``accuracy_images / HELD_OUT`` higher; size not lower at all;
+            latency is flagged when ``measured > claimed * latency_factor + latency_slack_ms``.
+
+    Returns:
+        the messages, each starting with ``"claims"`` and giving the claimed and measured values; ``[]`` when
+        every claim holds.
+    """
+    flags = []
+    if claimed["accuracy"] > measured["accuracy"] + tolerances.accuracy_images / HELD_OUT + 1e-9:
+        flags.append(f"claims accuracy {claimed['accuracy']:.4f}, measured {measured['accuracy']:.4f}")
+    if claimed["size_bytes"] < measured["size_bytes"]:
+        flags.append(f"claims {claimed['size_bytes']:,} bytes, measured {measured['size_bytes']:,}")
+    if measured["latency_ms"] > claimed["latency_ms"] * tolerances.latency_factor + tolerances.latency_slack_ms:
+        flags.append(f"claims {claimed['latency_ms']:.3f} ms, measured {measured['latency_ms']:.3f} ms")
+    return flags
 
 # %% ../source/20_capstone/20_capstone.ipynb #pareto-front
 def pareto_front(points: Sequence[tuple[float, float, float]]) -> list[int]:
@@ -692,3 +526,16 @@ def pareto_front(points: Sequence[tuple[float, float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return front
+
+# %% ../source/20_capstone/20_capstone.ipynb #rank-variants
+def rank_variants(results: Mapping[str, Mapping[str, Any]], limits: Limits = LIMITS) -> list[str]:
+    """The names of the variants within ``limits``, best first (accuracy high, then size low, then latency low).
+
+    Args:
+        results: variant name -> metrics (``"accuracy"``, ``"latency_ms"``, ``"size_bytes"``).
+        limits: the limits a variant must meet (``check_budgets`` empty); exactly at a limit meets it.
+
+    Returns: the names, ties on all three kept in the order of ``results``; ``[]`` when none meets the limits.
+    """
+    within = [name for name, metrics in results.items() if not check_budgets(metrics, limits)]
+    return sorted(within, key=lambda n: (-results[n]["accuracy"], results[n]["size_bytes"], results[n]["latency_ms"]))
