@@ -37,6 +37,8 @@ def _check(course: Course, args: argparse.Namespace) -> int:
         mark = "PASS" if result.passed else "FAIL"
         detail = f"  {result.reason}" if result.reason else ""
         print(f"{mark}  {result.grade_id} ({result.points:g} pts){detail}")
+    for test_id, points in learner.notebook_only_tests(course, module):
+        print(f"SKIP  {test_id} ({points:g} pts)  tests what the notebook built: run it there (or press Validate)")
     passed = sum(result.passed for result in results)
     print(f"{passed} of {len(results)} visible test cells passed for {module.name}.")
     return 0 if passed == len(results) else 1

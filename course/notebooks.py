@@ -11,6 +11,9 @@ import nbformat
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+# The first line of a test cell that tests what the notebook itself built (a trained model, not the package):
+# ``course check`` runs tests against the learner's package alone, so it names such a cell instead of running it.
+NOTEBOOK_ONLY = "# Checked in the notebook only"
 
 
 def read(path: Path) -> Any:
@@ -29,6 +32,11 @@ def is_solution(cell: Any) -> bool:
 
 def is_test(cell: Any) -> bool:
     return bool(grader_meta(cell).get("grade")) and cell.cell_type == "code"
+
+
+def is_notebook_only(cell: Any) -> bool:
+    """A test cell that needs the notebook's own run (``NOTEBOOK_ONLY`` on its first line)."""
+    return is_test(cell) and str(cell.source).lstrip().startswith(NOTEBOOK_ONLY)
 
 
 def grade_id(cell: Any) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 import platform
@@ -36,9 +37,7 @@ def optional_torch() -> ModuleType | None:
     packages outside the course out of the cells you write)."""
     if importlib.util.find_spec("torch") is None:
         return None
-    import torch
-
-    return torch
+    return importlib.import_module("torch")
 
 
 # %% auto #0
