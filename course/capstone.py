@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import stat
 import subprocess
@@ -317,6 +318,11 @@ def leaderboard(results: list[CapstoneResult]) -> list[tuple[int | None, Capston
 LABELLED = 40
 
 
+def _close(x1: float, y1: float, x2: float, y2: float) -> bool:
+    """Two points of the Pareto plot whose labels would overlap: within 15% on the log x axis, half a point in y."""
+    return abs(math.log10(max(x1, 1e-12)) - math.log10(max(x2, 1e-12))) < 0.06 and abs(y1 - y2) < 0.005
+
+
 def plot_pareto(results: list[CapstoneResult], path: Path) -> Path | None:
     """Accuracy against size and against latency for every measured model: the Pareto front in red, models over a
     limit as crosses, models with flagged claims as orange triangles, the limits dashed."""
@@ -331,6 +337,7 @@ def plot_pareto(results: list[CapstoneResult], path: Path) -> Path | None:
         (axes[0], "size_bytes", "size (bytes of stored arrays)", TASK_LIMITS.max_size_bytes),
         (axes[1], "latency_ms", "latency (ms, 360 images, one thread)", TASK_LIMITS.max_latency_ms),
     ):
+        labels: list[tuple[float, float, list[str]]] = []  # students whose points nearly coincide share a label
         for _, result, on_front in sorted(board, key=lambda entry: not entry[1].flags):  # flagged ones underneath
             assert result.measured is not None
             x, y = result.measured[key], result.measured["accuracy"]
@@ -339,8 +346,14 @@ def plot_pareto(results: list[CapstoneResult], path: Path) -> Path | None:
             else:
                 color, marker = ("tab:red" if on_front else "tab:gray"), ("o" if result.within_limits else "x")
             axis.scatter(x, y, color=color, marker=marker, zorder=3)
-            if len(board) <= LABELLED:
-                axis.annotate(result.student, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            near = next((label for label in labels if _close(label[0], label[1], x, y)), None)
+            if near is None:
+                labels.append((x, y, [result.student]))
+            else:
+                near[2].append(result.student)
+        if len(board) <= LABELLED:
+            for x, y, names in labels:
+                axis.annotate(", ".join(sorted(names)), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         axis.axhline(TASK_LIMITS.min_accuracy, color="tab:blue", linestyle="--", linewidth=1)
         axis.axvline(limit, color="tab:blue", linestyle="--", linewidth=1)
         axis.set_xscale("log")
